@@ -1,0 +1,7 @@
+"""``python -m emucamp`` runs the CLI."""
+
+from __future__ import annotations
+
+from emucamp.cli import main
+
+main()

@@ -1,0 +1,457 @@
+"""The campaign loop, engine-free: design, submit, record, retrain, select, stop.
+
+:class:`Campaign` owns the store (single writer) and runs an asynchronous loop over any
+:class:`~emucamp.executors.Executor`: it keeps ``workers`` simulations in flight, records
+each result the moment it arrives, refills the freed worker at once using the current
+emulator with every running input as a pending point, and retrains in a background thread
+so that no worker waits for a fit. The Prefect flow in ``emucamp.flows`` wraps this loop.
+
+Example:
+    >>> spec = load_spec("campaign.toml")
+    >>> with Campaign.open(spec) as campaign, PoolExecutor(campaign.runner, 4) as ex:
+    ...     outcome = campaign.run(ex)
+    >>> outcome.reason
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import logging
+import math
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from emucamp.emulators.diagnostics import diagnose
+from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.stopping import (
+    AnyRule,
+    CampaignState,
+    MaxFailureRate,
+    MaxHours,
+    MaxSimulations,
+    StopDecision,
+    StopRule,
+    TargetLooNrmse,
+    TargetStd,
+)
+from emucamp.emulators.strategies import SobolStrategy, Strategy, make_strategy
+from emucamp.errors import StoreError
+from emucamp.executors import Executor, JobFuture
+from emucamp.simulator import (
+    CommandSimulator,
+    PythonSimulator,
+    SimJob,
+    SimResult,
+    SimulationRunner,
+)
+from emucamp.spec import CampaignSpec
+from emucamp.storage import CampaignStore, StepRecord
+
+__all__ = ["Campaign", "CampaignObserver", "CampaignOutcome", "build_simulator", "stop_rules"]
+
+log = logging.getLogger(__name__)
+
+
+def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: object) -> None:
+    events.put(("result", sample_id))
+
+
+def build_simulator(spec: CampaignSpec, check: bool = True) -> PythonSimulator | CommandSimulator:
+    """The spec's simulator; with ``check``, a Python import path is imported now.
+
+    Raises:
+        SimulatorError: the import path does not import or is not callable.
+    """
+    sim = spec.simulator
+    if sim.function is not None:
+        py = PythonSimulator(sim.function, search_path=(str(spec.base_dir),))
+        if check:
+            py.load()
+        return py
+    assert sim.command is not None
+    workdir = sim.workdir or str(spec.store_path) + ".work"
+    workdir_path = spec.base_dir / workdir
+    return CommandSimulator(
+        tuple(sim.command), str(workdir_path), timeout=sim.timeout, base_dir=str(spec.base_dir)
+    )
+
+
+def stop_rules(spec: CampaignSpec) -> AnyRule:
+    """The spec's stop rules, in the order they are checked."""
+    s = spec.stop
+    rules: list[StopRule] = [MaxSimulations(s.max_simulations)]
+    if s.target_std is not None:
+        rules.append(TargetStd(s.target_std))
+    if s.target_loo_nrmse is not None:
+        rules.append(TargetLooNrmse(s.target_loo_nrmse))
+    if s.max_hours is not None:
+        rules.append(MaxHours(s.max_hours))
+    rules.append(MaxFailureRate(s.max_failure_rate, s.failure_rate_after))
+    return AnyRule(rules)
+
+
+@dataclass
+class CampaignOutcome:
+    """How a run of a campaign ended.
+
+    Attributes:
+        rule: Name of the stop rule that fired (``""`` if interrupted).
+        reason: One-line reason.
+        store: Path of the campaign store.
+        counts: Samples per status.
+        steps: Retraining steps recorded in total.
+        latest: Latest retraining diagnostics, if any.
+        simulated: Simulations finished in this run.
+    """
+
+    rule: str
+    reason: str
+    store: str
+    counts: dict[str, int]
+    steps: int
+    latest: StepRecord | None = None
+    simulated: int = 0
+
+
+class CampaignObserver:
+    """Hooks the loop calls as things happen; subclass and override what you need.
+
+    The CLI prints from these, the Prefect flow updates its artifacts from them. They run
+    in the loop's thread: keep them quick.
+    """
+
+    def on_start(self, campaign: Campaign) -> None:
+        """The loop is about to submit its first simulation."""
+
+    def on_submit(self, jobs: list[SimJob], campaign: Campaign) -> None:
+        """Jobs were submitted."""
+
+    def on_result(self, result: SimResult, campaign: Campaign) -> None:
+        """A simulation finished and was recorded."""
+
+    def on_step(self, step: StepRecord, campaign: Campaign) -> None:
+        """A retraining finished and its diagnostics were recorded."""
+
+    def on_stop(self, outcome: CampaignOutcome, campaign: Campaign) -> None:
+        """The campaign stopped."""
+
+
+@dataclass
+class _Fitted:
+    emulator: GPEmulator
+    step: StepRecord
+
+
+@dataclass
+class _Progress:
+    finished: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Campaign:
+    """One campaign: its spec, its store, its emulator, and the loop that drives them.
+
+    Args:
+        spec: The validated spec.
+        store: The campaign's store, opened for writing.
+    """
+
+    def __init__(self, spec: CampaignSpec, store: CampaignStore) -> None:
+        if not store.writable:
+            raise StoreError(f"{store.path}: a campaign needs its store opened for writing")
+        self.spec = spec
+        self.store = store
+        self.space = spec.space
+        self.outputs = spec.output_names
+        self.simulator = build_simulator(spec)
+        self.runner = SimulationRunner(self.simulator, tuple(self.outputs), spec.simulator.retries)
+        self.rules = stop_rules(spec)
+        self.reference = self.space.sobol_unit(
+            spec.stop.reference_points, seed=spec.campaign.seed + 104729
+        )
+        self.emulator: GPEmulator | None = None
+        self.latest_step: StepRecord | None = None
+        self.started = time.monotonic()
+        self.in_flight: dict[int, JobFuture] = {}
+        self._progress = _Progress()
+        self._load_progress()
+
+    @classmethod
+    def open(cls, spec: CampaignSpec) -> Campaign:
+        """Open (resume) or create the spec's store and take its lock.
+
+        Raises:
+            SimulatorError: the simulator cannot be loaded (checked before the store is touched).
+            StoreError: the store belongs to another campaign or is in use.
+        """
+        build_simulator(spec)  # fail on a bad import path before anything is written
+        store, _ = CampaignStore.open_or_create(
+            spec.store_path, spec.space.names, spec.output_names, spec.to_json_dict()
+        )
+        try:
+            return cls(spec, store)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
+
+    def __enter__(self) -> Campaign:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state -----------------------------------------------------------------------------
+    def _load_progress(self) -> None:
+        status = self.store.status()
+        p = self._progress
+        p.ok = status.count("ok")
+        p.failed = status.count("failed") + status.count("timeout")
+        p.finished = p.ok + p.failed
+
+    def state(self) -> CampaignState:
+        """What the stop rules see now."""
+        p = self._progress
+        return CampaignState(
+            finished=p.finished,
+            ok=p.ok,
+            failed=p.failed,
+            elapsed_seconds=time.monotonic() - self.started,
+            outputs=self.outputs,
+            step=self.latest_step,
+            errors=p.errors,
+        )
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Samples per status."""
+        return self.store.counts()
+
+    def _fit(self, warm: GPEmulator | None) -> _Fitted | None:
+        X, Y = self.store.completed()
+        if len(X) < 2:
+            return None
+        emulator = GPEmulator(self.space, self.outputs).fit(X, Y, warm_start=warm)
+        return _Fitted(emulator, diagnose(emulator, self.reference))
+
+    def _adopt(self, fitted: _Fitted, observer: CampaignObserver) -> None:
+        self.emulator = fitted.emulator
+        self.latest_step = fitted.step
+        self.store.add_step(fitted.step)
+        self.store.save_emulator(fitted.emulator.state())
+        observer.on_step(fitted.step, self)
+
+    def _stored_emulator(self) -> GPEmulator | None:
+        try:
+            return GPEmulator.from_state(self.store.load_emulator_state(), self.space)
+        except (StoreError, KeyError, ValueError, RuntimeError):
+            return None
+
+    # -- selection -------------------------------------------------------------------------
+    def _select(self, strategy: Strategy, sobol: SobolStrategy, k: int) -> tuple[np.ndarray, str]:
+        # Running and failed inputs both count as pending: the first so refills spread out,
+        # the second so a failed input is not proposed again unchanged.
+        busy = [
+            i for i, s in enumerate(self.store.status()) if s in ("pending", "failed", "timeout")
+        ]
+        pending = self.store.inputs(busy) if busy else None
+        if strategy.needs_model and (self.emulator is None or not self.emulator.fitted):
+            return sobol.select(None, k, pending), "sobol"
+        try:
+            X = strategy.select(self.emulator, k, pending)
+        except Exception as exc:  # an acquisition failure must not stall the workers
+            log.warning("%s selection failed (%s); using Sobol points", strategy.name, exc)
+            return sobol.select(None, k, pending), "sobol"
+        if isinstance(strategy, SobolStrategy):
+            sobol.drawn = strategy.drawn
+        return X, strategy.name
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, executor: Executor, observer: CampaignObserver | None = None) -> CampaignOutcome:
+        """Run until a stop rule fires; resuming where the store left off.
+
+        Args:
+            executor: Where simulations run.
+            observer: Progress hooks (CLI output, Prefect artifacts).
+
+        Returns:
+            The :class:`CampaignOutcome`; also recorded in the store (``stop_rule``,
+            ``stop_reason``).
+        """
+        obs = observer or CampaignObserver()
+        spec, store = self.spec, self.store
+        self.started = time.monotonic()
+        store.set_stop("", "")
+        store.set_spec(spec.to_json_dict())
+        seed = spec.campaign.seed
+        resumed = set(store.pending_ids())
+        planned: deque[int] = deque(sorted(resumed))
+        if store.n_samples == 0:
+            n0 = min(spec.initial_points, spec.stop.max_simulations)
+            if spec.design.initial_method == "lhs":
+                X0 = self.space.lhs(n0, seed=seed)
+            else:
+                X0 = self.space.sobol(n0, seed=seed)
+            planned.extend(store.add_pending(X0, iteration=0, origin="initial"))
+        sobol = SobolStrategy(self.space, seed, start=store.n_samples)
+        strategy = make_strategy(
+            spec.design.strategy,
+            self.space,
+            seed,
+            drawn=store.n_samples,
+            mc_points=spec.design.mc_points,
+        )
+        simulated_before = self._progress.finished
+
+        # A resumed campaign starts from a model of everything already simulated.
+        if self._progress.ok >= 2:
+            fitted = self._fit(self._stored_emulator())
+            if fitted is not None:
+                self._adopt(fitted, obs)
+        decision: StopDecision | None = self.rules(self.state())
+
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        fitter = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="emucamp-fit")
+        fit_future: cf.Future[_Fitted | None] | None = None
+        fitted_on = self.emulator.n if self.emulator is not None else 0
+        workers = spec.execution.workers
+        budget = spec.stop.max_simulations
+        interrupted = True
+        obs.on_start(self)
+        try:
+            while True:
+                # Refill every free worker at once.
+                room = min(
+                    workers - len(self.in_flight),
+                    budget - self._progress.finished - len(self.in_flight),
+                )
+                if decision is None and room > 0:
+                    ids = [planned.popleft() for _ in range(min(room, len(planned)))]
+                    if len(ids) < room:
+                        X, origin = self._select(strategy, sobol, room - len(ids))
+                        ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
+                    jobs = []
+                    for sid in ids:
+                        job = SimJob(
+                            sid,
+                            dict(
+                                zip(
+                                    self.space.names,
+                                    map(float, store.inputs([sid])[0]),
+                                    strict=True,
+                                )
+                            ),
+                        )
+                        if sid in resumed:
+                            store.mark_submitted(sid)
+                        future = executor.submit(job)
+                        self.in_flight[sid] = future
+                        future.add_done_callback(functools.partial(_notify, events, sid))
+                        jobs.append(job)
+                    obs.on_submit(jobs, self)
+
+                if (
+                    not self.in_flight
+                    and fit_future is None
+                    and (decision is not None or self._progress.finished >= budget)
+                ):
+                    break
+
+                try:
+                    kind, payload = events.get(timeout=1.0)
+                except queue.Empty:
+                    kind, payload = "tick", None
+
+                if kind == "result":
+                    sid = int(payload)
+                    future = self.in_flight.pop(sid)
+                    result = self._result_of(future, sid)
+                    store.record(result)
+                    p = self._progress
+                    p.finished += 1
+                    if result.ok:
+                        p.ok += 1
+                    else:
+                        p.failed += 1
+                        p.errors.append(result.error)
+                    obs.on_result(result, self)
+                elif kind == "fit":
+                    assert fit_future is not None
+                    try:
+                        fitted = fit_future.result()
+                    except Exception as exc:  # keep simulating on the previous emulator
+                        log.warning("retraining failed: %s: %s", type(exc).__name__, exc)
+                        fitted = None
+                    fit_future = None
+                    if fitted is not None:
+                        self._adopt(fitted, obs)
+
+                # Retrain beside the running simulations whenever new results are in.
+                if fit_future is None and self._progress.ok > fitted_on and self._progress.ok >= 2:
+                    fitted_on = self._progress.ok
+                    fit_future = fitter.submit(self._fit, self.emulator)
+                    fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
+
+                if decision is None:
+                    decision = self.rules(self.state())
+                    if decision is not None:
+                        log.info("stopping: %s", decision.reason)
+                if decision is not None and decision.rule == "max_hours":
+                    break
+            interrupted = False
+        finally:
+            # Whatever is still running stays `pending` in the store: a rerun runs it again.
+            for future in self.in_flight.values():
+                with contextlib.suppress(Exception):
+                    future.cancel()
+            self.in_flight.clear()
+            fitter.shutdown(wait=not interrupted, cancel_futures=True)
+
+        # The final emulator has seen every result.
+        if self.emulator is None or self._progress.ok > self.emulator.n:
+            fitted = self._fit(self.emulator)
+            if fitted is not None:
+                self._adopt(fitted, obs)
+        if decision is None:
+            decision = self.rules(self.state()) or StopDecision(
+                "max_simulations", f"budget of {budget} simulations used"
+            )
+        store.set_stop(decision.rule, decision.reason)
+        outcome = CampaignOutcome(
+            rule=decision.rule,
+            reason=decision.reason,
+            store=str(store.path),
+            counts=store.counts(),
+            steps=store.n_steps,
+            latest=self.latest_step,
+            simulated=self._progress.finished - simulated_before,
+        )
+        obs.on_stop(outcome, self)
+        return outcome
+
+    def _result_of(self, future: JobFuture, sid: int) -> SimResult:
+        """The job's record; an infrastructure failure (lost worker, ...) becomes a failed one."""
+        try:
+            return future.result()
+        except Exception as exc:
+            now = time.time()
+            inputs = dict(
+                zip(self.space.names, map(float, self.store.inputs([sid])[0]), strict=True)
+            )
+            return SimResult(
+                sample_id=sid, inputs=inputs, status="failed",
+                error=f"{type(exc).__name__}: {exc}"[:2000], started_at=math.nan,
+                finished_at=now, worker="", attempt=1,
+            )  # fmt: skip

@@ -1,0 +1,319 @@
+"""The campaign spec: one validated model, read from TOML or YAML or built in Python.
+
+Every key is checked before anything runs. A bad spec raises :class:`SpecError` with one
+line naming the field and the value, e.g. ``stop.max_simulations: must be > 0 (got -5)``.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from emucamp.errors import SpecError
+from emucamp.space import Parameter, Space
+
+__all__ = [
+    "CampaignSection",
+    "CampaignSpec",
+    "DesignSection",
+    "ExecutionSection",
+    "OutputSpec",
+    "ParameterSpec",
+    "SimulatorSection",
+    "StopSection",
+    "load_spec",
+]
+
+StrategyName = Literal["integrated-variance", "max-variance", "sobol"]
+
+# Names the store uses for its own variables: a parameter or output may not take them.
+RESERVED_NAMES = frozenset(
+    {
+        "sample", "status", "error", "iteration", "origin", "submitted_at", "started_at",
+        "finished_at", "worker", "attempt", "step", "output", "parameter",
+    }
+)  # fmt: skip
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class CampaignSection(_Section):
+    """``[campaign]``: what the campaign is called and where its store lives."""
+
+    name: str = Field(description="Campaign name: names the flow run and the default store.")
+    store: str | None = Field(
+        default=None,
+        description="Store path; default runs/<name>.zarr. Relative paths are relative "
+        "to the spec file's folder.",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of designs and acquisitions.")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v):
+            raise ValueError(
+                "must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit"
+            )
+        return v
+
+
+class SimulatorSection(_Section):
+    """``[simulator]``: a Python callable (``function``) or an external program (``command``)."""
+
+    function: str | None = Field(default=None, description="Import path 'package.module:func'.")
+    command: list[str] | None = Field(default=None, description="argv template, no shell.")
+    workdir: str | None = Field(
+        default=None, description="Where command runs get their work folders; default <store>.work."
+    )
+    timeout: float = Field(default=3600.0, gt=0, description="Seconds per simulation.")
+    retries: int = Field(default=0, ge=0, le=100, description="Re-runs of a failed simulation.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SimulatorSection:
+        if (self.function is None) == (self.command is None):
+            raise ValueError("give exactly one of 'function' or 'command'")
+        if self.function is not None and not re.fullmatch(
+            r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", self.function
+        ):
+            raise ValueError(
+                f"function {self.function!r} is not an import path like 'package.module:function'"
+            )
+        if self.command is not None and (not self.command or not self.command[0].strip()):
+            raise ValueError("command must name a program")
+        return self
+
+
+class ParameterSpec(_Section):
+    """One ``[parameters]`` entry: ``{ low = ..., high = ..., log = false }``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParameterSpec:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log = true needs low > 0 (got low = {self.low:g})")
+        return self
+
+
+class OutputSpec(_Section):
+    """One ``[outputs]`` entry; ``{}`` for a scalar output the emulator learns."""
+
+
+class DesignSection(_Section):
+    """``[design]``: the space-filling start and the selection strategy."""
+
+    initial: int | None = Field(
+        default=None, ge=1, description="Initial space-filling points; default max(8, 2d + 2)."
+    )
+    initial_method: Literal["sobol", "lhs"] = "sobol"
+    strategy: StrategyName = "integrated-variance"
+    mc_points: int = Field(
+        default=256, ge=16, le=8192, description="Integration points of integrated-variance."
+    )
+
+
+class StopSection(_Section):
+    """``[stop]``: the first rule that holds stops the campaign."""
+
+    max_simulations: int = Field(default=100, gt=0)
+    target_std: float | None = Field(default=None, gt=0)
+    target_loo_nrmse: float | None = Field(default=None, gt=0)
+    max_hours: float | None = Field(default=None, gt=0)
+    max_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    failure_rate_after: int = Field(default=10, ge=1)
+    reference_points: int = Field(
+        default=1024, ge=16, le=1_000_000, description="Size of the target_std reference set."
+    )
+
+
+class ExecutionSection(_Section):
+    """``[execution]``: where simulations run."""
+
+    workers: int = Field(default=4, ge=1, le=100_000, description="Simulations in flight.")
+    address: str | None = Field(default=None, description="An existing Dask scheduler.")
+    threads_per_worker: int = Field(default=1, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(tcp|tls|ws|wss|inproc|ucx)://\S+", v):
+            raise ValueError(f"{v!r} is not a Dask scheduler address like 'tcp://host:8786'")
+        return v
+
+
+class CampaignSpec(_Section):
+    """A whole campaign: ``[campaign]``, ``[simulator]``, ``[parameters]``, ``[outputs]``, ...
+
+    Example:
+        >>> spec = CampaignSpec.model_validate({
+        ...     "campaign": {"name": "branin"},
+        ...     "simulator": {"function": "emucamp.testfunctions:branin"},
+        ...     "parameters": {"x1": {"low": -5, "high": 10}, "x2": {"low": 0, "high": 15}},
+        ...     "outputs": {"y": {}},
+        ... })
+    """
+
+    campaign: CampaignSection
+    simulator: SimulatorSection
+    parameters: dict[str, ParameterSpec]
+    outputs: dict[str, OutputSpec]
+    design: DesignSection = DesignSection()
+    stop: StopSection = StopSection()
+    execution: ExecutionSection = ExecutionSection()
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("parameters", "outputs")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("at least one entry is needed")
+        for name in v:
+            if not _NAME.match(name) or keyword.iskeyword(name):
+                raise ValueError(f"{name!r} is not a valid name (letters, digits, '_')")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"{name!r} is reserved by the store; rename it")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> CampaignSpec:
+        clash = sorted(set(self.parameters) & set(self.outputs))
+        if clash:
+            raise ValueError(f"names used both as parameter and output: {clash}")
+        if self.simulator.command is not None:
+            from emucamp.simulator import CommandSimulator
+
+            known = set(self.parameters) | {"sample_id", "workdir", "spec_dir", "python"}
+            used = CommandSimulator(tuple(self.simulator.command), ".").placeholders()
+            unknown = sorted(used - known)
+            if unknown:
+                raise ValueError(
+                    f"simulator.command uses unknown placeholder(s) {unknown}; "
+                    f"known: {sorted(known)}"
+                )
+        if self.design.initial is not None and self.design.initial > self.stop.max_simulations:
+            raise ValueError(
+                f"design.initial ({self.design.initial}) exceeds stop.max_simulations "
+                f"({self.stop.max_simulations})"
+            )
+        return self
+
+    # -- derived views -------------------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        """Folder relative paths are resolved against (the spec file's folder)."""
+        return self._base_dir
+
+    def with_base_dir(self, base_dir: str | Path) -> CampaignSpec:
+        """A copy whose relative paths resolve against ``base_dir``."""
+        spec = self.model_copy()
+        spec._base_dir = Path(base_dir).resolve()
+        return spec
+
+    @property
+    def space(self) -> Space:
+        """The design :class:`Space`."""
+        return Space([Parameter(n, p.low, p.high, p.log) for n, p in self.parameters.items()])
+
+    @property
+    def output_names(self) -> list[str]:
+        """Declared output names, in order."""
+        return list(self.outputs)
+
+    @property
+    def store_path(self) -> Path:
+        """Absolute path of the campaign store."""
+        path = Path(self.campaign.store or f"runs/{self.campaign.name}.zarr")
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def initial_points(self) -> int:
+        """Size of the initial design."""
+        if self.design.initial is not None:
+            return self.design.initial
+        return min(max(8, 2 * len(self.parameters) + 2), self.stop.max_simulations)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON-able data (what the store keeps)."""
+        return self.model_dump(mode="json")
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required but missing"
+    value = first.get("input")
+    shown = "" if first["type"] in {"missing"} or isinstance(value, dict) else f" (got {value!r})"
+    more = len(exc.errors()) - 1
+    tail = f" [+{more} more error{'s' if more > 1 else ''}]" if more else ""
+    where = f"{source}: " if source else ""
+    return f"{where}{loc or 'spec'}: {msg}{shown}{tail}"
+
+
+def parse_spec(data: Any, source: str = "", base_dir: str | Path | None = None) -> CampaignSpec:
+    """Validate spec data (a mapping) into a :class:`CampaignSpec`.
+
+    Raises:
+        SpecError: one line naming the first bad field.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{source or 'spec'}: expected a table of sections, got {type(data).__name__}"
+        )
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_error(exc, source)) from None
+    return spec.with_base_dir(base_dir if base_dir is not None else Path.cwd())
+
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign spec from a ``.toml``, ``.yaml`` or ``.yml`` file.
+
+    Relative paths inside the spec (store, workdir, command program, the import path's
+    module folder) resolve against the file's folder.
+
+    Raises:
+        SpecError: the file is missing, unparsable, or a field is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix.lower() in {".yaml", ".yml"}:
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(f"{path}: unknown spec format {path.suffix!r} (use .toml or .yaml)")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()}: {detail}") from None
+    return parse_spec(data, source=str(path), base_dir=path.parent)

@@ -1,0 +1,3 @@
+"""Emulators, selection strategies, stopping rules and diagnostics (engine-free)."""
+
+from __future__ import annotations

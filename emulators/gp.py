@@ -1,0 +1,306 @@
+"""The Gaussian-process emulator: BoTorch ``SingleTaskGP`` on the unit cube, one GP per output.
+
+All outputs share the training inputs (a simulation returns all of them or fails), so
+the ``m`` outputs are one batched ``SingleTaskGP`` with independent hyperparameters per
+output: one fit, one posterior call, ``m`` independent GPs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast, overload
+
+import numpy as np
+import pandas as pd
+import torch
+from botorch.exceptions.errors import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from emucamp.errors import SpecError
+from emucamp.space import Space
+from emucamp.storage import CampaignStore, EmulatorState
+
+__all__ = ["GPEmulator", "load_emulator"]
+
+log = logging.getLogger(__name__)
+DTYPE = torch.float64
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=float), dtype=DTYPE)
+
+
+class GPEmulator:
+    """A GP emulator of ``m`` outputs over a :class:`Space`.
+
+    Inputs are mapped to the unit cube by the space (log parameters through ``log``);
+    outputs are standardised by BoTorch's ``Standardize``; everything is float64.
+
+    Args:
+        space: The design space; ``predict`` takes physical inputs in it.
+        outputs: Output names, in the column order of ``Y``.
+
+    Example:
+        >>> emu = GPEmulator(space, ["flow"]).fit(X, Y)    # X: n x d, Y: n x 1
+        >>> mean, std = emu.predict(X_new)                  # each k x 1
+    """
+
+    def __init__(self, space: Space, outputs: Sequence[str]) -> None:
+        if not outputs:
+            raise ValueError("at least one output is needed")
+        self.space = space
+        self.outputs = list(outputs)
+        self.model: SingleTaskGP | None = None
+        self.fit_seconds = 0.0
+        self.fit_failed = False
+
+    # -- fitting ---------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Training points."""
+        return 0 if self.model is None else int(self.model.train_inputs[0].shape[-2])
+
+    @property
+    def fitted(self) -> bool:
+        """Whether a model is available."""
+        return self.model is not None
+
+    def _build(self, X: np.ndarray, Y: np.ndarray) -> SingleTaskGP:
+        X, Y = np.atleast_2d(np.asarray(X, dtype=float)), np.asarray(Y, dtype=float)
+        Y = Y.reshape(len(Y), -1)
+        if Y.shape[1] != len(self.outputs):
+            raise ValueError(f"Y has {Y.shape[1]} columns, expected {len(self.outputs)}")
+        if len(X) != len(Y):
+            raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("Y has non-finite values; train on ok results only")
+        U = self.space.to_unit(X)
+        return SingleTaskGP(
+            _tensor(U), _tensor(Y), outcome_transform=Standardize(m=len(self.outputs))
+        )
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, warm_start: GPEmulator | None = None) -> GPEmulator:
+        """Fit hyperparameters by maximum marginal likelihood.
+
+        Args:
+            X: ``n x d`` training inputs, physical units (``n >= 2``).
+            Y: ``n x m`` training outputs.
+            warm_start: A previous emulator of the same shape whose hyperparameters seed
+                the optimiser (kept as they are if the new fit fails).
+
+        Returns:
+            ``self``, fitted.
+        """
+        if len(X) < 2:
+            raise ValueError(f"need at least 2 training points to fit, got {len(X)}")
+        start = time.perf_counter()
+        model = self._build(X, Y)
+        if warm_start is not None and warm_start.model is not None:
+            previous = {
+                k: v
+                for k, v in warm_start.model.state_dict().items()
+                if not k.startswith("outcome_transform")
+            }
+            try:
+                model.load_state_dict(previous, strict=False)
+            except RuntimeError:  # shapes changed: start from the defaults
+                log.debug("warm start skipped: incompatible hyperparameters")
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        self.fit_failed = False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit_gpytorch_mll(mll)
+        except ModelFittingError as exc:
+            # Keep going on the warm-started (or default) hyperparameters: a campaign must
+            # not stop because one optimisation did not converge.
+            self.fit_failed = True
+            log.warning("GP fit did not converge (%s); keeping previous hyperparameters", exc)
+        model.eval()
+        self.model = model
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    # -- prediction ------------------------------------------------------------------------
+    def _require(self) -> SingleTaskGP:
+        if self.model is None:
+            raise RuntimeError("emulator is not fitted")
+        return self.model
+
+    def predict_unit(
+        self, U: np.ndarray | torch.Tensor, chunk: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and std at ``k x d`` unit-cube points: two ``k x m`` arrays."""
+        model = self._require()
+        U_t = U if isinstance(U, torch.Tensor) else _tensor(U)
+        means, stds = [], []
+        with torch.no_grad():
+            for i in range(0, max(len(U_t), 1), chunk):
+                post = model.posterior(U_t[i : i + chunk])
+                means.append(post.mean.reshape(-1, len(self.outputs)).numpy())
+                stds.append(
+                    post.variance.clamp_min(0).sqrt().reshape(-1, len(self.outputs)).numpy()
+                )
+        return np.concatenate(means), np.concatenate(stds)
+
+    @overload
+    def predict(self, X: pd.DataFrame | Mapping[str, Any]) -> pd.DataFrame: ...
+
+    @overload
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def predict(
+        self, X: np.ndarray | pd.DataFrame | Mapping[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray] | pd.DataFrame:
+        """Posterior mean and std of each output.
+
+        Args:
+            X: ``k x d`` physical inputs as an array (columns in the space's order), or a
+                table (DataFrame or mapping of columns) with one column per parameter.
+
+        Returns:
+            For an array, ``(mean, std)``, each ``k x m`` in the outputs' units. For a table,
+            a DataFrame: the table's columns, then ``<output>_mean`` and ``<output>_std``
+            per output. ``std`` is the emulator's (latent) uncertainty, without noise.
+
+        Raises:
+            SpecError: a parameter column is missing or not numeric.
+        """
+        if isinstance(X, np.ndarray):
+            return self.predict_unit(self.space.to_unit(X))
+        table = X if isinstance(X, pd.DataFrame) else pd.DataFrame(dict(X))
+        missing = [n for n in self.space.names if n not in table.columns]
+        if missing:
+            raise SpecError(f"inputs: missing parameter column(s) {missing}")
+        try:
+            values = table[self.space.names].to_numpy(dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"inputs: parameter columns must be numeric ({exc})") from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            raise SpecError(
+                f"inputs: row {row}, column {self.space.names[col]!r} is not a finite number"
+            )
+        mean, std = self.predict_unit(self.space.to_unit(values))
+        out = table.copy()
+        for j, name in enumerate(self.outputs):
+            out[f"{name}_mean"] = mean[:, j]
+            out[f"{name}_std"] = std[:, j]
+        return out
+
+    @property
+    def output_std(self) -> np.ndarray:
+        """``m`` standard deviations of the training outputs (the unit of relative std)."""
+        return self._standardisation()[0].detach().reshape(-1).numpy().copy()
+
+    @property
+    def lengthscales(self) -> np.ndarray:
+        """``m x d`` ARD lengthscales, in unit-cube units."""
+        model = self._require()
+        ls = cast(torch.Tensor, model.covar_module.lengthscale)
+        return ls.detach().reshape(len(self.outputs), -1).numpy().copy()
+
+    def training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n x d`` physical inputs and ``n x m`` outputs the model was fitted on."""
+        Xt, y = self._batched_training()
+        stdvs, means = self._standardisation()
+        Y = (y.T * stdvs.reshape(1, -1) + means.reshape(1, -1)).detach().numpy()
+        return self.space.from_unit(Xt[0].detach().numpy()), Y
+
+    def _standardisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``m`` output stds and means the ``Standardize`` transform learned."""
+        tf = cast(Standardize, self._require().outcome_transform)
+        return tf.stdvs, tf.means
+
+    def _batched_training(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training inputs ``m x n x d`` and standardised targets ``m x n``, for any ``m``."""
+        model = self._require()
+        Xt, y = model.train_inputs[0], model.train_targets
+        if len(self.outputs) == 1:  # a single-output model keeps no output batch dimension
+            Xt, y = Xt.unsqueeze(0), y.unsqueeze(0)
+        return Xt, y
+
+    # -- leave-one-out ---------------------------------------------------------------------
+    def loo(self) -> tuple[np.ndarray, np.ndarray]:
+        """Closed-form leave-one-out predictions at the training points (no refits).
+
+        Uses ``mu_-i = y_i - [K^-1 (y - c)]_i / [K^-1]_ii`` and ``var_-i = 1 / [K^-1]_ii``
+        with ``K`` the noisy training covariance (Rasmussen & Williams, eq. 5.12).
+
+        Returns:
+            ``(mean, std)``, each ``n x m``, in the outputs' units.
+        """
+        model = self._require()
+        with torch.no_grad():
+            Xt, y = self._batched_training()
+            K = model.covar_module(Xt).to_dense().reshape(len(self.outputs), Xt.shape[-2], -1)
+            noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1, 1)
+            n = K.shape[-1]
+            K = K + noise * torch.eye(n, dtype=DTYPE)
+            c = cast(torch.Tensor, model.mean_module.constant).reshape(-1, 1)
+            L = torch.linalg.cholesky(K + 1e-10 * torch.eye(n, dtype=DTYPE))
+            Kinv = torch.cholesky_inverse(L)
+            alpha = (Kinv @ (y - c).unsqueeze(-1)).squeeze(-1)
+            diag = torch.diagonal(Kinv, dim1=-2, dim2=-1)
+            mu = y - alpha / diag
+            var = 1.0 / diag
+            stdvs, means = self._standardisation()
+            stdvs, means = stdvs.reshape(-1, 1), means.reshape(-1, 1)
+            mean = (mu * stdvs + means).T.numpy()
+            std = (var.sqrt() * stdvs).T.numpy()
+        return mean, std
+
+    # -- persistence -----------------------------------------------------------------------
+    def state(self) -> EmulatorState:
+        """The emulator as plain arrays, for :meth:`CampaignStore.save_emulator`."""
+        model = self._require()
+        X, Y = self.training_data()
+        params = {
+            k: v.detach().cpu().numpy()
+            for k, v in model.state_dict().items()
+            if not k.endswith("_buffered_loc") and not k.endswith("_buffered_scale")
+        }
+        meta: dict[str, Any] = {
+            "kind": "GPEmulator",
+            "model": "botorch.SingleTaskGP",
+            "outputs": self.outputs,
+            "parameters": [
+                {"name": p.name, "low": p.low, "high": p.high, "log": p.log} for p in self.space
+            ],
+            "fit_seconds": self.fit_seconds,
+        }
+        return EmulatorState(X=X, Y=Y, params=params, meta=meta)
+
+    @classmethod
+    def from_state(cls, state: EmulatorState, space: Space | None = None) -> GPEmulator:
+        """Rebuild an emulator saved with :meth:`state` (its predictions are identical)."""
+        from emucamp.space import Parameter
+
+        if space is None:
+            space = Space([Parameter(**p) for p in state.meta["parameters"]])
+        emu = cls(space, state.meta["outputs"])
+        model = emu._build(state.X, state.Y)
+        model.load_state_dict(
+            {k: torch.as_tensor(v) for k, v in state.params.items()}, strict=False
+        )
+        model.eval()
+        emu.model = model
+        emu.fit_seconds = float(state.meta.get("fit_seconds", 0.0))
+        return emu
+
+
+def load_emulator(store: str | Path) -> GPEmulator:
+    """The latest fitted emulator of a campaign, from its store alone (read-only).
+
+    Raises:
+        StoreError: no store at that path, or no emulator fitted yet.
+    """
+    return GPEmulator.from_state(CampaignStore.open(store, mode="r").load_emulator_state())

@@ -1,0 +1,293 @@
+"""The campaign flow: the engine-free loop run as a Prefect flow, simulations as Dask tasks.
+
+``run_campaign(spec)`` is the entry point the CLI uses: it makes sure there is one Prefect
+API for the run (an existing server, or a temporary local one that the Dask worker
+processes share), builds the ``DaskTaskRunner`` from ``[execution]``, and runs
+:func:`campaign_flow`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect_dask.task_runners import DaskTaskRunner
+
+from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
+from emucamp.simulator import SimJob, SimResult, SimulationRunner
+from emucamp.spec import CampaignSpec, load_spec, parse_spec
+from emucamp.storage import StepRecord
+from emucamp.tasks.simulate import SimulationFailed, simulate
+
+__all__ = ["PrefectTaskExecutor", "campaign_flow", "prefect_api", "run_campaign", "task_runner_for"]
+
+
+class _TaskFuture:
+    """A Prefect task future seen as the campaign loop's ``JobFuture``."""
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def add_done_callback(self, fn: Any) -> None:
+        self._future.add_done_callback(lambda _f: fn(self))
+
+    def result(self) -> SimResult:
+        value = self._future.result(raise_on_failure=False)
+        if isinstance(value, SimResult):
+            return value
+        if isinstance(value, SimulationFailed):
+            return value.result
+        if isinstance(value, BaseException):
+            raise value
+        raise TypeError(f"simulate task returned {type(value).__name__}, not a SimResult")
+
+    def cancel(self) -> Any:
+        wrapped = getattr(self._future, "wrapped_future", None)
+        return wrapped.cancel() if wrapped is not None else None
+
+
+class PrefectTaskExecutor:
+    """Submit each job as a ``simulate`` task run on the flow's task runner.
+
+    Args:
+        runner: The simulation (its retry count becomes the task's Prefect ``retries``).
+        retry_delay_seconds: Pause before each retry.
+    """
+
+    def __init__(self, runner: SimulationRunner, retry_delay_seconds: float = 1.0) -> None:
+        self.runner = runner
+        self.task = simulate.with_options(
+            retries=runner.retries, retry_delay_seconds=retry_delay_seconds
+        )
+
+    def submit(self, job: SimJob) -> _TaskFuture:
+        """Submit one ``simulate`` task run, named after the sample."""
+        return _TaskFuture(self.task.submit(self.runner, job))
+
+
+def _artifact_key(name: str, what: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "campaign"
+    return f"{slug}-{what}"
+
+
+class ArtifactObserver(CampaignObserver):
+    """Keeps a progress artifact (done / budget, uncertainty / target) up to date."""
+
+    def __init__(self, spec: CampaignSpec) -> None:
+        self.spec = spec
+        self.key = _artifact_key(spec.campaign.name, "progress")
+        self.artifact_id: Any = None
+        self.uncertainty = "no emulator yet"
+        self.logger = get_run_logger()
+
+    def _description(self, campaign: Campaign) -> str:
+        p = campaign.state()
+        return (
+            f"{self.spec.campaign.name}: {p.finished} / {self.spec.stop.max_simulations} "
+            f"simulations ({p.failed} failed); {self.uncertainty}"
+        )
+
+    def _update(self, campaign: Campaign) -> None:
+        done = campaign.state().finished
+        progress = min(100.0, 100.0 * done / self.spec.stop.max_simulations)
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(
+                progress, key=self.key, description=self._description(campaign)
+            )
+        else:
+            update_progress_artifact(
+                self.artifact_id, progress, description=self._description(campaign)
+            )
+
+    def on_start(self, campaign: Campaign) -> None:
+        """Create the progress artifact."""
+        self.logger.info(
+            "campaign %s: store %s, %d workers, strategy %s",
+            self.spec.campaign.name, campaign.store.path, self.spec.execution.workers,
+            self.spec.design.strategy,
+        )  # fmt: skip
+        self._update(campaign)
+
+    def on_result(self, result: SimResult, campaign: Campaign) -> None:
+        """Advance the progress artifact; log failures."""
+        if not result.ok:
+            self.logger.warning("sample %d %s: %s", result.sample_id, result.status, result.error)
+        self._update(campaign)
+
+    def on_step(self, step: StepRecord, campaign: Campaign) -> None:
+        """Show the current uncertainty against its target."""
+        worst = float(max(step.max_rel_std))
+        target = self.spec.stop.target_std
+        self.uncertainty = f"max relative std {worst:.3g}" + (
+            f" (target {target:g})" if target is not None else ""
+        )
+        self.logger.info(
+            "retrained on n = %d in %.2f s: %s", step.n, step.fit_seconds, self.uncertainty
+        )
+        self._update(campaign)
+
+    def on_stop(self, outcome: CampaignOutcome, campaign: Campaign) -> None:
+        """Final progress and a markdown summary."""
+        self._update(campaign)
+        latest = outcome.latest
+        rows = ""
+        if latest is not None:
+            rows = "\n".join(
+                f"| {name} | {latest.max_rel_std[i]:.4g} | {latest.mean_rel_std[i]:.4g} | "
+                f"{latest.loo_nrmse[i]:.4g} |"
+                for i, name in enumerate(campaign.outputs)
+            )
+        c = outcome.counts
+        create_markdown_artifact(
+            f"# Campaign {self.spec.campaign.name}\n\n"
+            f"**Stopped:** {outcome.reason} (`{outcome.rule}`)\n\n"
+            f"**Simulations:** {c['ok']} ok, {c['failed']} failed, {c['timeout']} timeout, "
+            f"{c['pending']} pending\n\n"
+            f"**Store:** `{outcome.store}`\n\n"
+            "| output | max rel. std | mean rel. std | LOO NRMSE |\n|---|---|---|---|\n"
+            f"{rows}\n\n"
+            f"Load the emulator: `emucamp.load_emulator({outcome.store!r})`\n",
+            key=_artifact_key(self.spec.campaign.name, "summary"),
+            description=f"{self.spec.campaign.name}: final summary",
+        )
+
+
+def _run_name() -> str:
+    params = flow_run.parameters or {}
+    spec = params.get("spec")
+    if isinstance(spec, dict):
+        return str((spec.get("campaign") or {}).get("name", "campaign"))
+    if isinstance(spec, str):
+        with contextlib.suppress(Exception):
+            return load_spec(spec).campaign.name
+    return "campaign"
+
+
+def _resolve(spec: str | dict[str, Any] | CampaignSpec, base_dir: str | None) -> CampaignSpec:
+    if isinstance(spec, CampaignSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_spec(spec, source="spec", base_dir=base_dir)
+    return load_spec(spec)
+
+
+@flow(name="emucamp-campaign", flow_run_name=_run_name, log_prints=True, validate_parameters=False)
+def campaign_flow(spec: str | dict[str, Any], base_dir: str | None = None) -> dict[str, Any]:
+    """Run a campaign until a stop rule fires (rerunning resumes from the store).
+
+    Args:
+        spec: Path of a TOML/YAML spec, or the spec as a mapping.
+        base_dir: Folder relative paths of a mapping spec resolve against.
+
+    Returns:
+        The outcome: stop rule, reason, store path, counts per status.
+    """
+    campaign_spec = _resolve(spec, base_dir)
+    with Campaign.open(campaign_spec) as campaign:
+        observer = ArtifactObserver(campaign_spec)
+        outcome = campaign.run(PrefectTaskExecutor(campaign.runner), observer)
+    return {
+        "rule": outcome.rule,
+        "reason": outcome.reason,
+        "store": outcome.store,
+        "counts": outcome.counts,
+        "steps": outcome.steps,
+        "simulated": outcome.simulated,
+    }
+
+
+def task_runner_for(spec: CampaignSpec) -> DaskTaskRunner:
+    """The ``DaskTaskRunner`` the spec's ``[execution]`` asks for."""
+    ex = spec.execution
+    if ex.address is not None:
+        return DaskTaskRunner(address=ex.address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": ex.workers,
+            "threads_per_worker": ex.threads_per_worker,
+            "processes": True,
+            "dashboard_address": None,
+            "host": "127.0.0.1",
+        }
+    )
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """Make sure one Prefect API serves the flow and every Dask worker process.
+
+    With ``PREFECT_API_URL`` set (a real server, or a test harness) it is exported to the
+    environment worker processes inherit. Otherwise a temporary local server is started
+    for the run and stopped after: without this each Dask worker would start a server of
+    its own (~8 s each, all on one SQLite file).
+
+    Yields:
+        The API URL in use.
+    """
+    url = get_current_settings().api.url
+    server = None
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start()
+        url = server.api_url
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        if server is not None:
+            # Send buffered run logs while the server is still there to take them.
+            from prefect.logging.handlers import APILogHandler
+
+            with contextlib.suppress(Exception):
+                APILogHandler().flush()
+            server.stop()
+
+
+def run_campaign(
+    spec: str | Path | CampaignSpec, task_runner: DaskTaskRunner | None = None
+) -> dict[str, Any]:
+    """Run a campaign as a Prefect flow on Dask: what ``emucamp run`` does.
+
+    Args:
+        spec: A spec file path or a validated :class:`CampaignSpec`.
+        task_runner: Override the runner built from ``[execution]``.
+
+    Returns:
+        The flow's outcome dict (``rule``, ``reason``, ``store``, ``counts``, ...).
+    """
+    campaign_spec = spec if isinstance(spec, CampaignSpec) else load_spec(spec)
+    # Fail on a bad simulator or store before any server or cluster starts.
+    Campaign.open(campaign_spec).close()
+    runner = task_runner or task_runner_for(campaign_spec)
+    argument: str | dict[str, Any]
+    if isinstance(spec, CampaignSpec):
+        argument, base_dir = campaign_spec.to_json_dict(), str(campaign_spec.base_dir)
+    else:
+        argument, base_dir = str(Path(spec).resolve()), None
+    with prefect_api():
+        configured = campaign_flow.with_options(
+            task_runner=runner,  # type: ignore[arg-type]  # prefect-dask's future type is narrower
+            flow_run_name=campaign_spec.campaign.name,
+        )
+        result: dict[str, Any] = configured(spec=argument, base_dir=base_dir)
+    return result

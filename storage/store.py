@@ -1,0 +1,570 @@
+"""The campaign store on Zarr v3: samples, retraining steps, the fitted emulator.
+
+Layout (``xarray.open_zarr(path)`` reads the root as a Dataset)::
+
+    sample      (sample)            int64    sample id, the row index
+    <param>     (sample)            float64  one variable per parameter (physical units)
+    <output>    (sample)            float64  one variable per declared output (NaN unless ok)
+    status      (sample)            str      pending | ok | failed | timeout
+    error, worker, origin (sample)  str
+    iteration, attempt (sample)     int32
+    submitted_at, started_at, finished_at (sample)   float64 seconds since the epoch (CF units)
+    step        (step)              int64    retraining index
+    step_n, step_time, step_fit_seconds (step)
+    step_max_rel_std, step_mean_rel_std, step_loo_nrmse, step_loo_coverage (step, output)
+    step_lengthscale (step, output, parameter)
+    output (output), parameter (parameter)  str  coordinate labels
+    emulator-<k>/   group: the fitted emulator (training data + hyperparameters)
+
+Group attributes: ``schema_version``, ``emucamp_version``, ``spec`` (JSON), ``parameters``,
+``outputs``, ``n_samples``, ``n_steps``, ``stop_rule``, ``stop_reason``, ``emulator``.
+
+Every write is O(1) in the number of samples: rows are appended, one chunk is rewritten
+per recorded result, and no consolidated metadata is kept (it would go stale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from emucamp.errors import StoreError
+from emucamp.storage.lock import StoreLock
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from emucamp.simulator import SimResult
+
+__all__ = ["SCHEMA_VERSION", "CampaignStore", "EmulatorState", "StepRecord"]
+
+SCHEMA_VERSION = 1
+_CHUNK = 512
+_TIME_UNITS = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
+_STR_FIELDS = ("status", "error", "worker", "origin")
+_INT_FIELDS = ("iteration", "attempt")
+_TIME_FIELDS = ("submitted_at", "started_at", "finished_at")
+_STEP_SCALARS = ("step_n", "step_time", "step_fit_seconds")
+_STEP_PER_OUTPUT = ("step_max_rel_std", "step_mean_rel_std", "step_loo_nrmse", "step_loo_coverage")
+
+
+def _version() -> str:
+    from emucamp import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Diagnostics of one retraining, as stored along the ``step`` dimension.
+
+    Attributes:
+        n: Training points the emulator was fitted on.
+        time: Unix time the fit finished.
+        fit_seconds: Wall-clock seconds of the fit.
+        max_rel_std: ``m`` max posterior std over the reference set / output std.
+        mean_rel_std: ``m`` mean of the same.
+        loo_nrmse: ``m`` leave-one-out RMSE / output std.
+        loo_coverage: ``m`` fraction of points inside their 95 % LOO interval.
+        lengthscales: ``m x d`` ARD lengthscales in unit-cube units.
+    """
+
+    n: int
+    time: float
+    fit_seconds: float
+    max_rel_std: np.ndarray
+    mean_rel_std: np.ndarray
+    loo_nrmse: np.ndarray
+    loo_coverage: np.ndarray
+    lengthscales: np.ndarray
+
+
+@dataclass
+class EmulatorState:
+    """A fitted emulator as plain arrays: what is needed to rebuild it exactly.
+
+    Attributes:
+        X: ``n x d`` training inputs (physical units).
+        Y: ``n x m`` training outputs.
+        params: Named hyperparameter/buffer arrays (the model's state dict).
+        meta: JSON-able description (kind, output names, options).
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class CampaignStore:
+    """The Zarr group that is a campaign's whole state; the campaign process is its one writer.
+
+    Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. A writable store holds
+    the store lock (``<store>/.lock``) until :meth:`close`. Reads of samples come from an
+    in-memory mirror loaded once at open, so fitting never re-reads the arrays.
+
+    Example:
+        >>> store = CampaignStore.open("runs/borehole.zarr")      # read-only
+        >>> X, Y = store.completed()                             # n x d, n x m
+        >>> ds = store.to_xarray()
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, writable: bool, lock: StoreLock | None):
+        self.path = path
+        self._group = group
+        self.writable = writable
+        self._lock = lock
+        attrs: dict[str, Any] = dict(group.attrs)
+        self.parameters: list[str] = list(attrs["parameters"])
+        self.outputs: list[str] = list(attrs["outputs"])
+        n = int(attrs.get("n_samples", 0))
+        self._n_steps = int(attrs.get("n_steps", 0))
+        if writable:
+            self._repair(n)
+        self._load_mirror(n)
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        parameters: Sequence[str],
+        outputs: Sequence[str],
+        spec: Mapping[str, Any] | None = None,
+    ) -> CampaignStore:
+        """Create a new, empty store (refuses to overwrite an existing path)."""
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"{path}: already exists; open it to resume or choose another store")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".creating")
+        shutil.rmtree(tmp, ignore_errors=True)
+        group = zarr.open_group(tmp, mode="w-", zarr_format=3)
+        group.attrs.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "emucamp_version": _version(),
+                "created_at": time.time(),
+                "spec": dict(spec or {}),
+                "parameters": list(parameters),
+                "outputs": list(outputs),
+                "n_samples": 0,
+                "n_steps": 0,
+                "stop_rule": "",
+                "stop_reason": "",
+                "emulator": "",
+            }
+        )
+        cls._create_arrays(group, list(parameters), list(outputs))
+        # The store appears under its name only once complete: no half-made store on a crash.
+        tmp.rename(path)
+        return cls.open(path, mode="a")
+
+    @staticmethod
+    def _create_arrays(group: zarr.Group, parameters: list[str], outputs: list[str]) -> None:
+        def arr(name: str, dtype: Any, dims: tuple[str, ...], fill: Any, **attrs: Any) -> None:
+            shape = tuple(0 if d in ("sample", "step") else 1 for d in dims)
+            chunks = tuple(_CHUNK if d in ("sample", "step") else 1 for d in dims)
+            group.create_array(
+                name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                dimension_names=dims, attributes=attrs,
+            )  # fmt: skip
+
+        m, d = len(outputs), len(parameters)
+        arr("sample", "int64", ("sample",), -1)
+        for name in [*parameters, *outputs]:
+            arr(name, "float64", ("sample",), math.nan)
+        for name in _STR_FIELDS:
+            arr(name, str, ("sample",), "")
+        for name in _INT_FIELDS:
+            arr(name, "int32", ("sample",), 0)
+        for name in _TIME_FIELDS:
+            arr(name, "float64", ("sample",), math.nan, **_TIME_UNITS)
+        arr("step", "int64", ("step",), -1)
+        arr("step_n", "int64", ("step",), 0)
+        arr("step_time", "float64", ("step",), math.nan, **_TIME_UNITS)
+        arr("step_fit_seconds", "float64", ("step",), math.nan)
+        for name in _STEP_PER_OUTPUT:
+            group.create_array(
+                name, shape=(0, m), chunks=(_CHUNK, m), dtype="float64", fill_value=math.nan,
+                dimension_names=("step", "output"),
+            )  # fmt: skip
+        group.create_array(
+            "step_lengthscale", shape=(0, m, d), chunks=(_CHUNK, m, d), dtype="float64",
+            fill_value=math.nan, dimension_names=("step", "output", "parameter"),
+        )  # fmt: skip
+        for name, labels in (("output", outputs), ("parameter", parameters)):
+            coord = group.create_array(
+                name, shape=(len(labels),), dtype=str, fill_value="", dimension_names=(name,)
+            )
+            coord[:] = np.array(labels, dtype=object)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> CampaignStore:
+        """Open an existing store, ``mode="r"`` to read or ``"a"`` to write (takes the lock)."""
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            raise StoreError(f"{path}: no campaign store here")
+        try:
+            group = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
+        except Exception as exc:
+            raise StoreError(f"{path}: unreadable store ({type(exc).__name__}: {exc})") from None
+        attrs = dict(group.attrs)
+        version = attrs.get("schema_version")
+        if not isinstance(version, int) or "parameters" not in attrs:
+            raise StoreError(f"{path}: not an emucamp campaign store")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: written by a newer emucamp (schema {version}, this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade emucamp to open it"
+            )
+        lock = None
+        if mode != "r":
+            lock = StoreLock(path)
+            lock.acquire()
+        try:
+            return cls(path, group, writable=mode != "r", lock=lock)
+        except Exception:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def open_or_create(
+        cls,
+        path: str | Path,
+        parameters: Sequence[str],
+        outputs: Sequence[str],
+        spec: Mapping[str, Any] | None = None,
+    ) -> tuple[CampaignStore, bool]:
+        """Open ``path`` for writing if it exists, else create it; returns ``(store, created)``.
+
+        Raises:
+            StoreError: the existing store has other parameters or outputs.
+        """
+        path = Path(path)
+        if not path.exists():
+            return cls.create(path, parameters, outputs, spec), True
+        store = cls.open(path, mode="a")
+        if store.parameters != list(parameters) or store.outputs != list(outputs):
+            store.close()
+            raise StoreError(
+                f"{path}: holds a campaign over parameters {store.parameters} and outputs "
+                f"{store.outputs}, not {list(parameters)} and {list(outputs)}; "
+                "use another store path"
+            )
+        return store, False
+
+    def close(self) -> None:
+        """Release the store lock (reads stay possible)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> CampaignStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- consistency ---------------------------------------------------------------------
+    def _sample_arrays(self) -> list[str]:
+        return ["sample", *self.parameters, *self.outputs, *_STR_FIELDS, *_INT_FIELDS,
+                *_TIME_FIELDS]  # fmt: skip
+
+    def _step_arrays(self) -> list[str]:
+        return ["step", *_STEP_SCALARS, *_STEP_PER_OUTPUT, "step_lengthscale"]
+
+    def _repair(self, n: int) -> None:
+        """Trim rows a crash left appended past the committed counts."""
+        for names, count in ((self._sample_arrays(), n), (self._step_arrays(), self._n_steps)):
+            for name in names:
+                a = self._array(name)
+                if a.shape[0] != count:
+                    a.resize((count, *a.shape[1:]))
+
+    def _array(self, name: str) -> zarr.Array[Any]:
+        a = self._group[name]
+        assert isinstance(a, zarr.Array)
+        return a
+
+    def _load_mirror(self, n: int) -> None:
+        def read(name: str) -> np.ndarray:
+            return np.asarray(self._array(name)[:n]) if n else np.empty(0)
+
+        d, m = len(self.parameters), len(self.outputs)
+        self._X = np.column_stack([read(p) for p in self.parameters]) if n else np.empty((0, d))
+        self._Y = np.column_stack([read(o) for o in self.outputs]) if n else np.empty((0, m))
+        self._status: list[str] = [str(s) for s in read("status")] if n else []
+        self._attempt: list[int] = [int(a) for a in read("attempt")] if n else []
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only")
+
+    # -- samples -------------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        """Rows in the store, whatever their status."""
+        return len(self._status)
+
+    def add_pending(self, X: np.ndarray, iteration: int, origin: str) -> list[int]:
+        """Record ``n x d`` inputs as ``pending`` (before they are submitted); return their ids."""
+        self._require_writable()
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        k, n0 = X.shape[0], self.n_samples
+        if X.shape[1] != len(self.parameters):
+            raise ValueError(f"expected {len(self.parameters)} columns, got {X.shape[1]}")
+        now = time.time()
+        columns: dict[str, np.ndarray] = {"sample": np.arange(n0, n0 + k, dtype=np.int64)}
+        for j, name in enumerate(self.parameters):
+            columns[name] = X[:, j]
+        for name in self.outputs:
+            columns[name] = np.full(k, math.nan)
+        columns.update(
+            status=np.array(["pending"] * k, dtype=object),
+            error=np.array([""] * k, dtype=object),
+            worker=np.array([""] * k, dtype=object),
+            origin=np.array([origin] * k, dtype=object),
+            iteration=np.full(k, iteration, dtype=np.int32),
+            attempt=np.zeros(k, dtype=np.int32),
+            submitted_at=np.full(k, now),
+            started_at=np.full(k, math.nan),
+            finished_at=np.full(k, math.nan),
+        )
+        for name in self._sample_arrays():
+            self._array(name).append(columns[name], axis=0)
+        # The committed count is written last: a crash before it leaves rows _repair trims.
+        self._group.attrs["n_samples"] = n0 + k
+        self._X = np.vstack([self._X, X])
+        self._Y = np.vstack([self._Y, np.full((k, len(self.outputs)), math.nan)])
+        self._status += ["pending"] * k
+        self._attempt += [0] * k
+        return list(range(n0, n0 + k))
+
+    def mark_submitted(self, sample_id: int) -> None:
+        """Stamp a resubmission time on a pending sample (a resumed campaign reruns it)."""
+        self._require_writable()
+        self._array("submitted_at")[sample_id] = time.time()
+
+    def record(self, result: SimResult) -> None:
+        """Write one simulation's outcome into its row (O(1): one chunk per variable)."""
+        self._require_writable()
+        i = result.sample_id
+        if not 0 <= i < self.n_samples:
+            raise StoreError(f"{self.path}: no sample {i} to record a result for")
+        y = np.array(
+            [result.outputs.get(o, math.nan) if result.ok else math.nan for o in self.outputs]
+        )
+        for name, value in zip(self.outputs, y, strict=True):
+            self._array(name)[i] = value
+        for name, value in (
+            ("error", result.error),
+            ("worker", result.worker),
+            ("attempt", result.attempt),
+            ("started_at", result.started_at),
+            ("finished_at", result.finished_at),
+            ("status", result.status),  # last: the row reads as done only once complete
+        ):
+            self._array(name)[i] = value
+        self._Y[i] = y
+        self._status[i] = result.status
+        self._attempt[i] = result.attempt
+
+    def status(self) -> list[str]:
+        """Status of every sample, by id."""
+        return list(self._status)
+
+    def counts(self) -> dict[str, int]:
+        """Number of samples per status (``pending``, ``ok``, ``failed``, ``timeout``)."""
+        c = Counter(self._status)
+        return {s: c.get(s, 0) for s in ("pending", "ok", "failed", "timeout")}
+
+    def pending_ids(self) -> list[int]:
+        """Ids of samples recorded but not finished (in flight, or lost to a crash)."""
+        return [i for i, s in enumerate(self._status) if s == "pending"]
+
+    def inputs(self, ids: Iterable[int] | None = None) -> np.ndarray:
+        """``k x d`` inputs of the given samples (all if ``None``)."""
+        return self._X.copy() if ids is None else self._X[list(ids)]
+
+    def attempts(self, sample_id: int) -> int:
+        """Attempts recorded for a sample (0 while never finished)."""
+        return self._attempt[sample_id]
+
+    def completed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and outputs of the ``ok`` samples: ``n x d`` and ``n x m`` arrays."""
+        ok = np.array([s == "ok" for s in self._status], dtype=bool)
+        return self._X[ok].copy(), self._Y[ok].copy()
+
+    # -- retraining steps ----------------------------------------------------------------
+    @property
+    def n_steps(self) -> int:
+        """Retraining steps recorded."""
+        return self._n_steps
+
+    def add_step(self, step: StepRecord) -> int:
+        """Append one retraining's diagnostics; return its step index."""
+        self._require_writable()
+        k = self._n_steps
+        rows: dict[str, np.ndarray] = {
+            "step": np.array([k], dtype=np.int64),
+            "step_n": np.array([step.n], dtype=np.int64),
+            "step_time": np.array([step.time]),
+            "step_fit_seconds": np.array([step.fit_seconds]),
+            "step_max_rel_std": np.asarray(step.max_rel_std, dtype=float)[None, :],
+            "step_mean_rel_std": np.asarray(step.mean_rel_std, dtype=float)[None, :],
+            "step_loo_nrmse": np.asarray(step.loo_nrmse, dtype=float)[None, :],
+            "step_loo_coverage": np.asarray(step.loo_coverage, dtype=float)[None, :],
+            "step_lengthscale": np.asarray(step.lengthscales, dtype=float)[None, :, :],
+        }
+        for name in self._step_arrays():
+            self._array(name).append(rows[name], axis=0)
+        self._n_steps = k + 1
+        self._group.attrs["n_steps"] = self._n_steps
+        return k
+
+    def steps(self) -> list[StepRecord]:
+        """All recorded retraining steps, oldest first."""
+        k = self._n_steps
+        if k == 0:
+            return []
+        cols = {name: np.asarray(self._array(name)[:k]) for name in self._step_arrays()}
+        return [
+            StepRecord(
+                n=int(cols["step_n"][i]),
+                time=float(cols["step_time"][i]),
+                fit_seconds=float(cols["step_fit_seconds"][i]),
+                max_rel_std=cols["step_max_rel_std"][i],
+                mean_rel_std=cols["step_mean_rel_std"][i],
+                loo_nrmse=cols["step_loo_nrmse"][i],
+                loo_coverage=cols["step_loo_coverage"][i],
+                lengthscales=cols["step_lengthscale"][i],
+            )
+            for i in range(k)
+        ]
+
+    # -- campaign attributes ---------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The group attributes (spec, versions, counts, stop reason)."""
+        return dict(self._group.attrs)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The spec (JSON data) the campaign last ran with."""
+        spec: dict[str, Any] = self._group.attrs.get("spec", {})  # type: ignore[assignment]
+        return spec
+
+    def set_spec(self, spec: Mapping[str, Any]) -> None:
+        """Record the spec a (resumed) campaign runs with."""
+        self._require_writable()
+        self._group.attrs["spec"] = dict(spec)
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the campaign last stopped ('' while it has not)."""
+        return str(self._group.attrs.get("stop_reason", ""))
+
+    @property
+    def stop_rule(self) -> str:
+        """Name of the stop rule that fired ('' while none has)."""
+        return str(self._group.attrs.get("stop_rule", ""))
+
+    def set_stop(self, rule: str, reason: str) -> None:
+        """Record which rule stopped the campaign and why ('' clears it on resume)."""
+        self._require_writable()
+        self._group.attrs.update(
+            {"stop_rule": rule, "stop_reason": reason, "stopped_at": time.time() if rule else 0.0}
+        )
+
+    # -- emulator --------------------------------------------------------------------------
+    def save_emulator(self, state: EmulatorState) -> None:
+        """Store a fitted emulator; the previous one is replaced only once this one is whole."""
+        self._require_writable()
+        old = str(self._group.attrs.get("emulator", ""))
+        name = f"emulator-{self._n_steps:06d}-{time.time_ns() % 10**9:09d}"
+        sub = self._group.create_group(name, attributes={"meta": state.meta})
+        sub.create_array("X", data=np.asarray(state.X, dtype=float))
+        sub.create_array("Y", data=np.asarray(state.Y, dtype=float))
+        params = sub.create_group("params")
+        for key, value in state.params.items():
+            params.create_array(key, data=np.asarray(value))
+        self._group.attrs["emulator"] = name
+        if old and old != name:
+            with contextlib.suppress(KeyError, FileNotFoundError):
+                del self._group[old]
+
+    def load_emulator_state(self) -> EmulatorState:
+        """The stored emulator's arrays.
+
+        Raises:
+            StoreError: no emulator has been fitted yet.
+        """
+        name = str(self._group.attrs.get("emulator", ""))
+        if not name:
+            raise StoreError(
+                f"{self.path}: no fitted emulator yet (it is saved after the first retraining)"
+            )
+        sub = self._group[name]
+        assert isinstance(sub, zarr.Group)
+        X, Y, params = sub["X"], sub["Y"], sub["params"]
+        assert isinstance(X, zarr.Array) and isinstance(Y, zarr.Array)
+        assert isinstance(params, zarr.Group)
+        values = {k: np.asarray(v[...]) for k, v in params.arrays()}
+        meta: dict[str, Any] = dict(sub.attrs).get("meta", {})  # type: ignore[assignment]
+        return EmulatorState(X=np.asarray(X[...]), Y=np.asarray(Y[...]), params=values, meta=meta)
+
+    # -- views -----------------------------------------------------------------------------
+    def to_xarray(self) -> xr.Dataset:
+        """The store as an :class:`xarray.Dataset` (dimensions ``sample``, ``step``, ...)."""
+        import xarray as xr
+
+        dataset: xr.Dataset = xr.open_zarr(self.path, consolidated=False)
+        return dataset
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary: counts, latest diagnostics, stop reason, emulator."""
+        counts = self.counts()
+        steps = self.steps()
+        last = steps[-1] if steps else None
+        spec = self.spec
+        target = (spec.get("stop") or {}).get("target_std")
+        finished = [s for s in self._status if s != "pending"]
+        return {
+            "store": str(self.path),
+            "campaign": (spec.get("campaign") or {}).get("name", ""),
+            "parameters": self.parameters,
+            "outputs": self.outputs,
+            "samples": self.n_samples,
+            "counts": counts,
+            "finished": len(finished),
+            "budget": (spec.get("stop") or {}).get("max_simulations"),
+            "steps": len(steps),
+            "target_std": target,
+            "latest": None
+            if last is None
+            else {
+                "n": last.n,
+                "fit_seconds": last.fit_seconds,
+                "max_rel_std": dict(zip(self.outputs, map(float, last.max_rel_std), strict=True)),
+                "mean_rel_std": dict(zip(self.outputs, map(float, last.mean_rel_std), strict=True)),
+                "loo_nrmse": dict(zip(self.outputs, map(float, last.loo_nrmse), strict=True)),
+                "loo_coverage": dict(zip(self.outputs, map(float, last.loo_coverage), strict=True)),
+            },
+            "stop_rule": self.stop_rule,
+            "stop_reason": self.stop_reason,
+            "emulator": bool(self._group.attrs.get("emulator", "")),
+            "emucamp_version": self._group.attrs.get("emucamp_version"),
+            "schema_version": self._group.attrs.get("schema_version"),
+        }

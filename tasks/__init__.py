@@ -1,0 +1,7 @@
+"""Prefect tasks: thin wrappers over the engine-free library."""
+
+from __future__ import annotations
+
+from emucamp.tasks.simulate import SimulationFailed, simulate
+
+__all__ = ["SimulationFailed", "simulate"]

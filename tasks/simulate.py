@@ -1,0 +1,47 @@
+"""The simulation task: one simulation per Prefect task run, retried by Prefect."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+
+from emucamp.simulator import SimJob, SimResult, SimulationRunner, run_simulation
+
+__all__ = ["SimulationFailed", "simulate"]
+
+
+class SimulationFailed(Exception):
+    """Raised by the task for a failed simulation so Prefect retries it and marks it Failed.
+
+    Carries the :class:`SimResult`, which the flow records once retries are used up.
+    """
+
+    def __init__(self, result: SimResult) -> None:
+        super().__init__(f"sample {result.sample_id} {result.status}: {result.error}")
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[SimulationFailed], tuple[SimResult]]:
+        return (SimulationFailed, (self.result,))
+
+
+@task(
+    name="simulate",
+    task_run_name="sample-{job.sample_id}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    log_prints=False,
+)
+def simulate(runner: SimulationRunner, job: SimJob) -> SimResult:
+    """Run one simulation; raise :class:`SimulationFailed` on failure so Prefect retries it.
+
+    Retries come from the task's ``retries`` option (the spec's ``simulator.retries``); the
+    runner's own retry loop is not used here.
+    """
+    attempt = int(task_run.run_count or 1)
+    result = run_simulation(
+        runner.simulator, SimJob(job.sample_id, job.inputs, attempt), runner.outputs
+    )
+    if not result.ok:
+        raise SimulationFailed(result)
+    return result
