@@ -26,7 +26,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 class StoreLock:
-    """An exclusive lock file ``<store>/.lock`` naming the holder (host, pid, since).
+    """An exclusive lock file ``<store>.lock`` beside the store naming the holder (host, pid, since).
+
+    It sits beside the store, not in it, so Zarr never meets a file it does not know.
 
     A lock whose holder is a dead process on this host is stale and is taken over.
     A lock held from another host cannot be checked and is refused; remove it by hand
@@ -34,7 +36,9 @@ class StoreLock:
     """
 
     def __init__(self, store_path: str | Path) -> None:
-        self.path = Path(store_path) / ".lock"
+        store = Path(store_path)
+        self.store = store
+        self.path = store.with_name(store.name + ".lock")
         self.held = False
 
     def holder(self) -> dict[str, object] | None:
@@ -62,7 +66,7 @@ class StoreLock:
                         self.path.unlink()
                     continue
                 raise StoreLockedError(
-                    f"{self.path.parent}: in use by another campaign "
+                    f"{self.store}: in use by another campaign "
                     f"(pid {holder.get('pid')} on {holder.get('host')}, since "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(str(holder.get('since', 0)))))}); "  # noqa: E501
                     f"if that process is gone, delete {self.path}"
@@ -71,7 +75,7 @@ class StoreLock:
                 json.dump(me, fh)
             self.held = True
             return
-        raise StoreLockedError(f"{self.path.parent}: could not take the store lock")
+        raise StoreLockedError(f"{self.store}: could not take the store lock")
 
     def _is_stale(self, holder: dict[str, object]) -> bool:
         if holder.get("host") != socket.gethostname():

@@ -110,7 +110,7 @@ class CampaignStore:
     """The Zarr group that is a campaign's whole state; the campaign process is its one writer.
 
     Open with :meth:`create`, :meth:`open` or :meth:`open_or_create`. A writable store holds
-    the store lock (``<store>/.lock``) until :meth:`close`. Reads of samples come from an
+    the store lock (``<store>.lock``) until :meth:`close`. Reads of samples come from an
     in-memory mirror loaded once at open, so fitting never re-reads the arrays.
 
     Example:

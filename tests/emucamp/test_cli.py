@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from emucamp.cli import app
+
+BRANIN_SPEC = """\
+[campaign]
+name = "branin"
+
+[simulator]
+function = "emucamp.testfunctions:branin"
+
+[parameters]
+x1 = { low = -5.0, high = 10.0 }
+x2 = { low = 0.0, high = 15.0 }
+
+[outputs]
+y = {}
+
+[stop]
+max_simulations = 12
+"""
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder that specs are written into."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def good_spec(project: Path) -> Path:
+    path = project / "branin.toml"
+    path.write_text(BRANIN_SPEC)
+    return path
+
+
+@pytest.fixture
+def bad_spec(project: Path) -> Path:
+    """The branin spec with a negative simulation budget."""
+    path = project / "bad.toml"
+    path.write_text(BRANIN_SPEC.replace("max_simulations = 12", "max_simulations = -5"))
+    return path
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_validate_good_spec(cli: CliRunner, good_spec: Path, project: Path) -> None:
+    result = cli.invoke(app, ["validate", str(good_spec)])
+    assert result.exit_code == 0, result.output
+    out = plain(result.stdout)
+    assert out.startswith("ok ")
+    # The console may wrap the line to the terminal width; compare without the wrapping.
+    assert "2 parameters, 1 outputs" in re.sub(r"\s+", " ", out)
+    assert str(project.resolve() / "runs" / "branin.zarr") in out.replace("\n", "")
+    # Validation writes nothing: no store, no runs folder.
+    assert files_under(project) == ["branin.toml"]
+
+
+def test_validate_bad_spec(cli: CliRunner, bad_spec: Path, project: Path) -> None:
+    result = cli.invoke(app, ["validate", str(bad_spec)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    assert "stop.max_simulations" in err
+    assert "-5" in err
+    assert result.stdout == ""
+    assert files_under(project) == ["bad.toml"]
+
+
+def test_validate_spec_with_a_long_path_stays_on_one_line(cli: CliRunner, tmp_path: Path) -> None:
+    folder = tmp_path / ("deeply_nested_folder_name_" * 4)
+    folder.mkdir()
+    path = folder / "bad.toml"
+    path.write_text(BRANIN_SPEC.replace('name = "branin"', 'name = "has space"'))
+    result = cli.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1, err
+    assert "campaign.name" in err
+
+
+def test_validate_unimportable_simulator(cli: CliRunner, project: Path) -> None:
+    path = project / "spec.toml"
+    path.write_text(BRANIN_SPEC.replace("emucamp.testfunctions:branin", "emucamp_nope_x:run"))
+    result = cli.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1
+    assert "simulator.function" in err
+    assert "emucamp_nope_x" in err
+
+
+def test_validate_finds_a_simulator_beside_the_spec(cli: CliRunner, project: Path) -> None:
+    (project / "emucamp_cli_local_sim.py").write_text("def run(x1, x2):\n    return x1 + x2\n")
+    path = project / "spec.toml"
+    path.write_text(
+        BRANIN_SPEC.replace("emucamp.testfunctions:branin", "emucamp_cli_local_sim:run")
+    )
+    result = cli.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+def test_validate_infinite_bound(cli: CliRunner, project: Path) -> None:
+    path = project / "spec.toml"
+    path.write_text(BRANIN_SPEC.replace("high = 15.0", "high = inf"))
+    result = cli.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "parameters.x2" in plain(result.stderr)
+
+
+def test_validate_missing_spec(cli: CliRunner, project: Path) -> None:
+    result = cli.invoke(app, ["validate", str(project / "nope.toml")])
+    assert result.exit_code == 2
+    assert "spec file not found" in plain(result.stderr)
+
+
+def test_run_bad_spec_creates_no_store(cli: CliRunner, bad_spec: Path, project: Path) -> None:
+    result = cli.invoke(app, ["run", str(bad_spec)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1, err
+    assert "stop.max_simulations" in err
+    assert files_under(project) == ["bad.toml"]
+
+
+def test_run_toml_syntax_error(cli: CliRunner, project: Path) -> None:
+    path = project / "broken.toml"
+    path.write_text(BRANIN_SPEC.replace("[outputs]", "[outputs"))
+    result = cli.invoke(app, ["run", str(path), "--json"])
+    assert result.exit_code == 2
+    assert "not valid TOML" in plain(result.stderr)
+    assert result.stdout == ""
+    assert files_under(project) == ["broken.toml"]
+
+
+def test_status_missing_store(cli: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "runs" / "nothing.zarr"
+    result = cli.invoke(app, ["status", str(missing)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(missing) in err
+    assert "no campaign store here" in err
+    assert not missing.exists()
+
+
+def test_status_folder_that_is_not_a_store(cli: CliRunner, project: Path) -> None:
+    result = cli.invoke(app, ["status", str(project), "--json"])
+    assert result.exit_code == 2
+    assert "no campaign store here" in plain(result.stderr)
+    assert result.stdout == ""
+
+
+def test_predict_missing_store(cli: CliRunner, tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs.csv"
+    inputs.write_text("x1,x2\n0.0,1.0\n2.5,7.0\n")
+    out = tmp_path / "pred.csv"
+    missing = tmp_path / "missing.zarr"
+    result = cli.invoke(app, ["predict", str(missing), str(inputs), "-o", str(out)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1, err
+    assert "missing.zarr" in err
+    assert not out.exists()
+    assert not missing.exists()
+
+
+def test_predict_missing_inputs(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["predict", str(tmp_path / "s.zarr"), str(tmp_path / "in.csv")])
+    assert result.exit_code == 2
+    assert "inputs file not found" in plain(result.stderr)

@@ -1,0 +1,483 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from emucamp.errors import SpecError
+from emucamp.spec import CampaignSpec, load_spec
+
+# A minimal valid spec, section by section, so each bad case below replaces one section.
+CAMPAIGN = '[campaign]\nname = "branin"\n'
+SIMULATOR = '[simulator]\nfunction = "emucamp.testfunctions:branin"\n'
+PARAMETERS = "[parameters]\nx1 = { low = -5.0, high = 10.0 }\nx2 = { low = 0.0, high = 15.0 }\n"
+OUTPUTS = "[outputs]\ny = {}\n"
+
+
+def toml(
+    campaign: str = CAMPAIGN,
+    simulator: str = SIMULATOR,
+    parameters: str = PARAMETERS,
+    outputs: str = OUTPUTS,
+    extra: str = "",
+) -> str:
+    """A spec's TOML text: the minimal valid one with some sections swapped out or added."""
+    return "\n".join([campaign, simulator, parameters, outputs, extra])
+
+
+def write(folder: Path, text: str, name: str = "spec.toml") -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# (id, TOML text, substring the one-line message must contain)
+MALFORMED: list[tuple[str, str, str]] = [
+    ("unknown-top-level-key", toml(extra="[budget]\nmax = 3\n"), "budget: unknown key"),
+    (
+        "unknown-key-in-section",
+        toml(extra="[stop]\nmax_sims = 3\n"),
+        "stop.max_sims: unknown key",
+    ),
+    (
+        "unknown-key-in-parameter",
+        toml(parameters='[parameters]\nx1 = { low = 0.0, high = 1.0, scale = "log" }\n'),
+        "parameters.x1.scale: unknown key",
+    ),
+    (
+        "max-simulations-not-int",
+        toml(extra='[stop]\nmax_simulations = "many"\n'),
+        "stop.max_simulations",
+    ),
+    ("workers-float", toml(extra="[execution]\nworkers = 2.5\n"), "execution.workers"),
+    (
+        "command-is-a-string",
+        toml(simulator='[simulator]\ncommand = "python sim.py"\n'),
+        "simulator.command",
+    ),
+    (
+        "log-not-bool",
+        toml(parameters='[parameters]\nx1 = { low = 1.0, high = 2.0, log = "maybe" }\n'),
+        "parameters.x1.log",
+    ),
+    (
+        "reversed-bounds",
+        toml(parameters="[parameters]\nx1 = { low = 10.0, high = -5.0 }\n"),
+        "parameters.x1: low (10) must be below high (-5)",
+    ),
+    (
+        "equal-bounds",
+        toml(parameters="[parameters]\nx1 = { low = 3.0, high = 3.0 }\n"),
+        "parameters.x1: low (3) must be below high (3)",
+    ),
+    (
+        "log-low-zero",
+        toml(parameters="[parameters]\nk = { low = 0.0, high = 1.0, log = true }\n"),
+        "parameters.k: log = true needs low > 0",
+    ),
+    (
+        "log-low-negative",
+        toml(parameters="[parameters]\nk = { low = -1.0, high = 1.0, log = true }\n"),
+        "parameters.k: log = true needs low > 0",
+    ),
+    (
+        "non-numeric-bound",
+        toml(parameters='[parameters]\nx1 = { low = "zero", high = 1.0 }\n'),
+        "parameters.x1.low",
+    ),
+    ("missing-bound", toml(parameters="[parameters]\nx1 = { low = 0.0 }\n"), "parameters.x1.high"),
+    ("empty-parameters", toml(parameters="[parameters]\n"), "parameters: at least one entry"),
+    ("empty-outputs", toml(outputs="[outputs]\n"), "outputs: at least one entry"),
+    ("missing-campaign", toml(campaign=""), "campaign: required but missing"),
+    (
+        "unknown-strategy",
+        toml(extra='[design]\nstrategy = "max-entropy"\n'),
+        "design.strategy",
+    ),
+    (
+        "unknown-initial-method",
+        toml(extra='[design]\ninitial_method = "grid"\n'),
+        "design.initial_method",
+    ),
+    ("mc-points-too-few", toml(extra="[design]\nmc_points = 4\n"), "design.mc_points"),
+    (
+        "function-and-command",
+        toml(
+            simulator='[simulator]\nfunction = "emucamp.testfunctions:branin"\n'
+            'command = ["python", "sim.py"]\n'
+        ),
+        "simulator: give exactly one of 'function' or 'command'",
+    ),
+    (
+        "neither-function-nor-command",
+        toml(simulator="[simulator]\ntimeout = 10.0\n"),
+        "simulator: give exactly one of 'function' or 'command'",
+    ),
+    (
+        "function-without-colon",
+        toml(simulator='[simulator]\nfunction = "emucamp.testfunctions.branin"\n'),
+        "simulator: function 'emucamp.testfunctions.branin' is not an import path",
+    ),
+    (
+        "function-with-spaces",
+        toml(simulator='[simulator]\nfunction = "my module:run"\n'),
+        "simulator: function 'my module:run'",
+    ),
+    (
+        "empty-command",
+        toml(simulator="[simulator]\ncommand = []\n"),
+        "simulator: command must name a program",
+    ),
+    (
+        "command-unknown-placeholder",
+        toml(simulator='[simulator]\ncommand = ["{python}", "sim.py", "--x", "{x3}"]\n'),
+        "simulator.command uses unknown placeholder(s) ['x3']",
+    ),
+    (
+        "negative-max-simulations",
+        toml(extra="[stop]\nmax_simulations = -5\n"),
+        "stop.max_simulations: Input should be greater than 0 (got -5)",
+    ),
+    ("zero-workers", toml(extra="[execution]\nworkers = 0\n"), "execution.workers"),
+    ("zero-target-std", toml(extra="[stop]\ntarget_std = 0.0\n"), "stop.target_std"),
+    ("negative-target-std", toml(extra="[stop]\ntarget_std = -0.1\n"), "stop.target_std"),
+    (
+        "initial-exceeds-max-simulations",
+        toml(extra="[design]\ninitial = 20\n[stop]\nmax_simulations = 10\n"),
+        "design.initial (20) exceeds stop.max_simulations (10)",
+    ),
+    ("zero-initial", toml(extra="[design]\ninitial = 0\n"), "design.initial"),
+    (
+        "campaign-name-with-slash",
+        toml(campaign='[campaign]\nname = "a/b"\n'),
+        "campaign.name",
+    ),
+    ("campaign-name-empty", toml(campaign='[campaign]\nname = ""\n'), "campaign.name"),
+    (
+        "campaign-name-leading-dot",
+        toml(campaign='[campaign]\nname = ".hidden"\n'),
+        "campaign.name",
+    ),
+    ("negative-seed", toml(campaign='[campaign]\nname = "b"\nseed = -1\n'), "campaign.seed"),
+    (
+        "reserved-parameter-name",
+        toml(parameters="[parameters]\nstatus = { low = 0.0, high = 1.0 }\n"),
+        "parameters: 'status' is reserved",
+    ),
+    (
+        "reserved-output-name",
+        toml(outputs="[outputs]\nerror = {}\n"),
+        "outputs: 'error' is reserved",
+    ),
+    (
+        "parameter-name-not-identifier",
+        toml(parameters='[parameters]\n"2x" = { low = 0.0, high = 1.0 }\n'),
+        "parameters: '2x' is not a valid name",
+    ),
+    (
+        "parameter-name-keyword",
+        toml(parameters="[parameters]\nlambda = { low = 0.0, high = 1.0 }\n"),
+        "parameters: 'lambda' is not a valid name",
+    ),
+    (
+        "parameter-and-output-same-name",
+        toml(outputs="[outputs]\nx1 = {}\n"),
+        "names used both as parameter and output: ['x1']",
+    ),
+    (
+        "bad-execution-address",
+        toml(extra='[execution]\naddress = "localhost:8786"\n'),
+        "execution.address",
+    ),
+    (
+        "max-failure-rate-above-one",
+        toml(extra="[stop]\nmax_failure_rate = 1.5\n"),
+        "stop.max_failure_rate",
+    ),
+    (
+        "zero-max-failure-rate",
+        toml(extra="[stop]\nmax_failure_rate = 0\n"),
+        "stop.max_failure_rate",
+    ),
+    ("zero-timeout", toml(simulator=SIMULATOR + "timeout = 0\n"), "simulator.timeout"),
+    ("negative-timeout", toml(simulator=SIMULATOR + "timeout = -1.0\n"), "simulator.timeout"),
+    ("negative-retries", toml(simulator=SIMULATOR + "retries = -1\n"), "simulator.retries"),
+    ("zero-max-hours", toml(extra="[stop]\nmax_hours = 0\n"), "stop.max_hours"),
+    ("store-not-string", toml(campaign='[campaign]\nname = "b"\nstore = 5\n'), "campaign.store"),
+    ("toml-syntax-error", toml(extra="[stop\nmax_simulations = 3\n"), "not valid TOML"),
+    (
+        "parameters-not-a-table",
+        'parameters = "x1"\n' + toml(parameters=""),
+        "parameters: Input should be a valid dictionary",
+    ),
+    (
+        "nan-bound",
+        toml(parameters="[parameters]\nx1 = { low = nan, high = 1.0 }\n"),
+        "parameters.x1",
+    ),
+    # Infinite bounds pass ParameterSpec (low < inf holds) and only fail later, in Space.
+    (
+        "infinite-high-bound",
+        toml(parameters="[parameters]\nx1 = { low = 0.0, high = inf }\n"),
+        "parameters.x1",
+    ),
+    (
+        "infinite-low-bound",
+        toml(parameters="[parameters]\nx1 = { low = -inf, high = 0.0 }\n"),
+        "parameters.x1",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, expected", [pytest.param(t, e, id=i) for i, t, e in MALFORMED])
+def test_malformed_spec_names_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+
+
+def test_at_least_25_malformed_cases() -> None:
+    assert len(MALFORMED) >= 25
+    assert len({i for i, _, _ in MALFORMED}) == len(MALFORMED)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_folder_is_not_a_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path)
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    path = write(tmp_path, toml(), name="spec.json")
+    with pytest.raises(SpecError, match=r"unknown spec format '\.json'"):
+        load_spec(path)
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "campaign: {name: [unclosed\n", name="spec.yaml")
+    with pytest.raises(SpecError, match="not valid YAML") as info:
+        load_spec(path)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "- campaign\n- simulator\n", name="spec.yml")
+    with pytest.raises(SpecError, match="expected a table of sections, got list"):
+        load_spec(path)
+
+
+def test_several_errors_are_counted_on_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, toml(extra="[stop]\nmax_simulations = -1\ntarget_std = -1\n"))
+    with pytest.raises(SpecError, match=r"\[\+1 more error\]") as info:
+        load_spec(path)
+    assert "\n" not in str(info.value)
+
+
+# -- valid specs --------------------------------------------------------------------------
+
+FULL_TOML = """\
+[campaign]
+name = "borehole-demo"
+seed = 7
+
+[simulator]
+command = ["{python}", "sim.py", "--rw", "{rw}", "--r", "{r}", "--out", "{workdir}"]
+timeout = 30.0
+retries = 2
+
+[parameters]
+rw = { low = 0.05, high = 0.15 }
+r = { low = 100.0, high = 50000.0, log = true }
+
+[outputs]
+flow = {}
+head = {}
+
+[design]
+initial = 6
+initial_method = "lhs"
+strategy = "max-variance"
+
+[stop]
+max_simulations = 40
+target_std = 0.05
+
+[execution]
+workers = 2
+address = "tcp://127.0.0.1:8786"
+"""
+
+FULL_YAML = """\
+campaign:
+  name: borehole-demo
+  seed: 7
+simulator:
+  command: ["{python}", sim.py, --rw, "{rw}", --r, "{r}", --out, "{workdir}"]
+  timeout: 30.0
+  retries: 2
+parameters:
+  rw: {low: 0.05, high: 0.15}
+  r: {low: 100.0, high: 50000.0, log: true}
+outputs:
+  flow: {}
+  head: {}
+design:
+  initial: 6
+  initial_method: lhs
+  strategy: max-variance
+stop:
+  max_simulations: 40
+  target_std: 0.05
+execution:
+  workers: 2
+  address: tcp://127.0.0.1:8786
+"""
+
+
+def test_toml_and_yaml_load_to_equal_specs(tmp_path: Path) -> None:
+    from_toml = load_spec(write(tmp_path, FULL_TOML, name="c.toml"))
+    from_yaml = load_spec(write(tmp_path, FULL_YAML, name="c.yaml"))
+    assert from_toml.model_dump() == from_yaml.model_dump()
+    assert from_toml == from_yaml
+    assert from_toml.store_path == from_yaml.store_path
+    # And the values came through, not just defaults on both sides.
+    assert from_toml.simulator.retries == 2
+    assert from_toml.parameters["r"].log is True
+    assert from_toml.output_names == ["flow", "head"]
+    assert from_toml.design.strategy == "max-variance"
+    assert from_toml.execution.address == "tcp://127.0.0.1:8786"
+    assert from_toml.space.names == ["rw", "r"]
+
+
+def test_defaults(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, toml()))
+    assert spec.design.strategy == "integrated-variance"
+    assert spec.design.initial_method == "sobol"
+    assert spec.execution.workers == 4
+    assert spec.execution.address is None
+    assert spec.stop.max_simulations == 100
+    assert spec.simulator.retries == 0
+    assert spec.campaign.seed == 0
+    assert spec.initial_points == 8  # max(8, 2 * 2 + 2)
+
+
+def _params(d: int) -> str:
+    return "[parameters]\n" + "".join(f"p{i} = {{ low = 0.0, high = 1.0 }}\n" for i in range(d))
+
+
+@pytest.mark.parametrize(
+    "d, max_simulations, expected",
+    [
+        pytest.param(1, 100, 8, id="d1-floor-8"),
+        pytest.param(3, 100, 8, id="d3-2d+2-is-8"),
+        pytest.param(5, 100, 12, id="d5-2d+2"),
+        pytest.param(5, 10, 10, id="capped-by-budget"),
+        pytest.param(2, 3, 3, id="small-budget"),
+    ],
+)
+def test_default_initial_points(
+    tmp_path: Path, d: int, max_simulations: int, expected: int
+) -> None:
+    text = toml(parameters=_params(d), extra=f"[stop]\nmax_simulations = {max_simulations}\n")
+    assert load_spec(write(tmp_path, text)).initial_points == expected
+
+
+def test_explicit_initial_points_win(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, toml(extra="[design]\ninitial = 3\n")))
+    assert spec.initial_points == 3
+
+
+def test_default_store_is_relative_to_the_spec_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    spec = load_spec(write(tmp_path / "project", toml()))
+    assert spec.store_path == (tmp_path / "project" / "runs" / "branin.zarr").resolve()
+    assert spec.store_path.is_absolute()
+    assert spec.base_dir == (tmp_path / "project").resolve()
+
+
+def test_relative_store_is_relative_to_the_spec_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    campaign = '[campaign]\nname = "b"\nstore = "../data/b.zarr"\n'
+    spec = load_spec(write(tmp_path / "project" / "specs", toml(campaign=campaign)))
+    assert spec.store_path == (tmp_path / "project" / "data" / "b.zarr").resolve()
+
+
+def test_absolute_store_stays_absolute(tmp_path: Path) -> None:
+    target = tmp_path / "stores" / "mine.zarr"
+    campaign = f'[campaign]\nname = "b"\nstore = "{target.as_posix()}"\n'
+    spec = load_spec(write(tmp_path / "project", toml(campaign=campaign)))
+    assert spec.store_path == target
+
+
+def test_model_validate_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = CampaignSpec.model_validate(
+        {
+            "campaign": {"name": "branin"},
+            "simulator": {"function": "emucamp.testfunctions:branin"},
+            "parameters": {"x1": {"low": -5, "high": 10}, "x2": {"low": 0, "high": 15}},
+            "outputs": {"y": {}},
+            "stop": {"max_simulations": 20},
+        }
+    )
+    assert spec.space.names == ["x1", "x2"]
+    assert spec.space.bounds.tolist() == [[-5.0, 0.0], [10.0, 15.0]]
+    assert spec.output_names == ["y"]
+    assert spec.stop.max_simulations == 20
+    assert spec.initial_points == 8
+    assert spec.store_path == (tmp_path / "runs" / "branin.zarr").resolve()
+    # Round trip through the JSON form the store keeps.
+    again = CampaignSpec.model_validate(spec.to_json_dict())
+    assert again.model_dump() == spec.model_dump()
+
+
+def test_model_validate_rejects_bad_data_from_python() -> None:
+    with pytest.raises(ValueError, match="max_simulations"):
+        CampaignSpec.model_validate(
+            {
+                "campaign": {"name": "b"},
+                "simulator": {"function": "m:f"},
+                "parameters": {"x": {"low": 0, "high": 1}},
+                "outputs": {"y": {}},
+                "stop": {"max_simulations": 0},
+            }
+        )
+
+
+def test_with_base_dir_leaves_the_original_alone(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path / "a", toml()))
+    moved = spec.with_base_dir(tmp_path / "b")
+    assert moved.store_path == (tmp_path / "b" / "runs" / "branin.zarr").resolve()
+    assert spec.store_path == (tmp_path / "a" / "runs" / "branin.zarr").resolve()
+
+
+def test_spec_is_frozen(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, toml()))
+    with pytest.raises(ValueError, match="frozen"):
+        spec.stop.max_simulations = 5  # type: ignore[misc]
+
+
+def test_known_command_placeholders_are_accepted(tmp_path: Path) -> None:
+    simulator = (
+        "[simulator]\ncommand = "
+        '["{python}", "{spec_dir}/sim.py", "{x1}", "{x2}", "{sample_id}", "{workdir}"]\n'
+    )
+    spec = load_spec(write(tmp_path, toml(simulator=simulator)))
+    assert spec.simulator.command is not None
+    assert spec.simulator.command[0] == "{python}"

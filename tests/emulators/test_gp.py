@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emucamp.emulators.gp import GPEmulator, load_emulator
+from emucamp.errors import SpecError
+from emucamp.space import Parameter, Space
+from emucamp.storage import CampaignStore
+
+
+def truth(X: np.ndarray) -> np.ndarray:
+    """Two outputs of a smooth 2-D function: ``n x 2``."""
+    y1 = np.sin(3 * X[:, 0]) + np.cos(2 * X[:, 1])
+    y2 = 100.0 * X[:, 0] * X[:, 1]
+    return np.column_stack([y1, y2])
+
+
+@pytest.fixture(scope="module")
+def space() -> Space:
+    return Space([Parameter("x1", 0.0, 1.0), Parameter("x2", 0.0, 1.0)])
+
+
+@pytest.fixture(scope="module")
+def fitted(space) -> GPEmulator:
+    X = space.sobol(32, seed=1)
+    return GPEmulator(space, ["y1", "y2"]).fit(X, truth(X))
+
+
+def test_fitted_emulator_predicts_held_out_points_accurately(space, fitted):
+    X_test = np.random.default_rng(0).random((400, 2))
+    mean, std = fitted.predict(X_test)
+    Y = truth(X_test)
+    nrmse = np.sqrt(np.mean((mean - Y) ** 2, axis=0)) / Y.std(axis=0)
+    assert np.all(nrmse < 0.02), nrmse
+    assert mean.shape == std.shape == (400, 2)
+    assert np.all(std > 0)
+    # Honest uncertainty: most errors inside +-3 std.
+    assert np.mean(np.abs(mean - Y) <= 3 * std + 1e-9) > 0.9
+
+
+def test_std_grows_away_from_data(space):
+    X = space.sobol(16, seed=3) * 0.5  # data only in the lower-left quarter
+    emu = GPEmulator(space, ["y1", "y2"]).fit(X, truth(X))
+    _, std_near = emu.predict(np.array([[0.2, 0.2]]))
+    _, std_far = emu.predict(np.array([[0.95, 0.95]]))
+    assert np.all(std_far > 3 * std_near)
+
+
+def test_closed_form_loo_matches_direct_leave_one_out_algebra(fitted):
+    """LOO from K^-1 equals conditioning the same GP on the other n - 1 points."""
+    mean, std = fitted.loo()
+    model = fitted.model
+    assert model is not None
+    Xt, y = fitted._batched_training()
+    stdvs, means = fitted._standardisation()
+    with torch.no_grad():
+        for j in range(2):
+            K = model.covar_module(Xt).to_dense()[j]
+            noise = float(model.likelihood.noise.reshape(-1)[j])
+            c = float(model.mean_module.constant.reshape(-1)[j])
+            n = K.shape[0]
+            for i in (0, 7, n - 1):
+                keep = [k for k in range(n) if k != i]
+                Kk = K[keep][:, keep] + noise * torch.eye(n - 1, dtype=K.dtype)
+                k_i = K[keep, i]
+                w = torch.linalg.solve(Kk, k_i)
+                mu = c + w @ (y[j, keep] - c)
+                var = K[i, i] + noise - k_i @ w
+                expect_mean = float(mu * stdvs.reshape(-1)[j] + means.reshape(-1)[j])
+                expect_std = float(var.sqrt() * stdvs.reshape(-1)[j])
+                assert mean[i, j] == pytest.approx(expect_mean, rel=1e-6, abs=1e-8)
+                assert std[i, j] == pytest.approx(expect_std, rel=1e-5)
+
+
+def test_state_round_trip_through_the_store_predicts_identically(space, fitted, tmp_path):
+    X_test = np.random.default_rng(1).random((50, 2))
+    with CampaignStore.create(tmp_path / "e.zarr", space.names, fitted.outputs) as store:
+        store.save_emulator(fitted.state())
+    loaded = load_emulator(tmp_path / "e.zarr")
+    m0, s0 = fitted.predict(X_test)
+    m1, s1 = loaded.predict(X_test)
+    np.testing.assert_allclose(m1, m0, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(s1, s0, rtol=1e-8, atol=1e-12)
+    assert loaded.space == space
+
+
+def test_predict_on_a_table_adds_mean_and_std_columns(fitted):
+    table = pd.DataFrame({"id": ["a", "b"], "x2": [0.1, 0.9], "x1": [0.5, 0.3]})
+    out = fitted.predict(table)
+    assert list(out.columns) == ["id", "x2", "x1", "y1_mean", "y1_std", "y2_mean", "y2_std"]
+    mean, _ = fitted.predict(np.array([[0.5, 0.1], [0.3, 0.9]]))
+    np.testing.assert_allclose(out[["y1_mean", "y2_mean"]].to_numpy(), mean)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"x1": [0.1]}, "missing parameter column"),
+        ({"x1": [0.1], "x2": ["high"]}, "numeric"),
+        ({"x1": [0.1], "x2": [float("nan")]}, "row 0, column 'x2'"),
+    ],
+)
+def test_predict_rejects_bad_tables_naming_the_column(fitted, table, message):
+    with pytest.raises(SpecError, match=message):
+        fitted.predict(table)
+
+
+def test_log_parameters_are_modelled_on_a_log_scale():
+    space = Space([Parameter("r", 1.0, 1e4, log=True)])
+    X = space.sobol(12, seed=0)
+    Y = np.log10(X)  # linear in log r: easy on the log scale, hard on the raw one
+    emu = GPEmulator(space, ["y"]).fit(X, Y)
+    X_test = space.sobol(64, seed=5)
+    mean, _ = emu.predict(X_test)
+    assert np.max(np.abs(mean - np.log10(X_test))) < 0.05  # on a range of 4 decades
+
+
+def test_warm_start_from_an_incompatible_emulator_is_ignored(space, fitted):
+    X = space.sobol(10, seed=2)
+    one_output = GPEmulator(space, ["y1"]).fit(X, truth(X)[:, :1])
+    emu = GPEmulator(space, ["y1", "y2"]).fit(X, truth(X), warm_start=one_output)
+    assert emu.fitted and emu.lengthscales.shape == (2, 2)
+
+
+def test_fit_rejects_bad_training_data(space):
+    emu = GPEmulator(space, ["y1", "y2"])
+    with pytest.raises(ValueError, match="at least 2"):
+        emu.fit(np.zeros((1, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="non-finite"):
+        emu.fit(
+            np.random.default_rng(0).random((4, 2)), np.array([[0, 1], [1, np.nan], [0, 0], [1, 1]])
+        )
+    with pytest.raises(ValueError, match="columns"):
+        emu.fit(np.zeros((3, 2)), np.zeros((3, 3)))

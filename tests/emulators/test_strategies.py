@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.strategies import (
+    IntegratedVarianceStrategy,
+    MaxVarianceStrategy,
+    SobolStrategy,
+    make_strategy,
+)
+from emucamp.space import Parameter, Space
+
+
+@pytest.fixture(scope="module")
+def space() -> Space:
+    return Space([Parameter("x1", -5.0, 10.0), Parameter("x2", 1.0, 100.0, log=True)])
+
+
+@pytest.fixture(scope="module")
+def emulator(space) -> GPEmulator:
+    X = space.sobol(12, seed=4)
+    U = space.to_unit(X)
+    Y = np.column_stack([np.sin(4 * U[:, 0]) + U[:, 1] ** 2, 3 * U[:, 0] * U[:, 1]])
+    return GPEmulator(space, ["a", "b"]).fit(X, Y)
+
+
+def unit_distance(space: Space, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``len(A) x len(B)`` distances in the unit cube."""
+    UA, UB = space.to_unit(A), space.to_unit(B)
+    return np.linalg.norm(UA[:, None, :] - UB[None, :, :], axis=-1)
+
+
+@pytest.mark.parametrize("strategy_cls", [MaxVarianceStrategy, IntegratedVarianceStrategy])
+def test_pending_inputs_push_the_next_pick_elsewhere(space, emulator, strategy_cls):
+    first = strategy_cls(space, seed=0).select(emulator, 1)
+    second = strategy_cls(space, seed=0).select(emulator, 1, pending=first)
+    assert space.contains(np.vstack([first, second])).all()
+    assert unit_distance(space, first, second)[0, 0] > 0.1
+
+
+@pytest.mark.parametrize("name", ["max-variance", "integrated-variance"])
+def test_a_batch_spreads_out_and_avoids_pending_points(space, emulator, name):
+    pending = space.sobol(3, seed=11)
+    batch = make_strategy(name, space, seed=0).select(emulator, 3, pending=pending)
+    assert batch.shape == (3, 2)
+    assert space.contains(batch).all()
+    within = unit_distance(space, batch, batch)[np.triu_indices(3, k=1)]
+    assert within.min() > 0.05
+    assert unit_distance(space, batch, pending).min() > 0.05
+
+
+def test_max_variance_picks_the_most_uncertain_region(space):
+    X = space.from_unit(np.random.default_rng(0).random((10, 2)) * 0.4)  # data near one corner
+    U = space.to_unit(X)
+    emu = GPEmulator(space, ["a"]).fit(X, np.sin(3 * U[:, :1]) + U[:, 1:])
+    pick = MaxVarianceStrategy(space, seed=0).select(emu, 1)
+    assert space.to_unit(pick).min() > 0.5  # the far side of the cube
+
+
+def test_sobol_continues_one_sequence_and_ignores_the_model(space, emulator):
+    s = SobolStrategy(space, seed=3, start=4)
+    a = s.select(emulator, 2)
+    b = s.select(None, 3, pending=a)
+    np.testing.assert_allclose(np.vstack([a, b]), space.sobol(5, seed=3, skip=4))
+    np.testing.assert_allclose(space.sobol(9, seed=3)[4:], np.vstack([a, b]))
+
+
+@pytest.mark.parametrize("name", ["max-variance", "integrated-variance"])
+def test_model_based_strategies_need_a_model(space, name):
+    with pytest.raises(ValueError, match="fitted emulator"):
+        make_strategy(name, space, seed=0).select(None, 1)
+
+
+def test_unknown_strategy_is_named_in_the_error(space):
+    with pytest.raises(ValueError, match="'thompson'"):
+        make_strategy("thompson", space, seed=0)

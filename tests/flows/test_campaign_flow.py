@@ -1,0 +1,150 @@
+"""The campaign as a real Prefect flow (session test server) on a real Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from emucamp.emulators.gp import load_emulator
+from emucamp.spec import CampaignSpec, parse_spec
+from emucamp.storage import CampaignStore
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "sims"))
+from campaign_sims import smooth2d_np
+
+pytestmark = pytest.mark.integration
+
+
+def spec_for(tmp_path: Path, sims_dir: Path, name: str, **over: Any) -> CampaignSpec:
+    data: dict[str, Any] = {
+        "campaign": {"name": name, "store": str(tmp_path / f"{name}.zarr"), "seed": 2},
+        "simulator": {"function": "campaign_sims:logged"},
+        "parameters": {"x1": {"low": 0.0, "high": 1.0}, "x2": {"low": 0.0, "high": 1.0}},
+        "outputs": {"y": {}},
+        "design": {"initial": 6, "strategy": "max-variance"},
+        "stop": {"max_simulations": 50, "target_std": 0.05},
+        "execution": {"workers": 2},
+    }
+    for key, value in over.items():
+        data[key] = {**data.get(key, {}), **value}
+    return parse_spec(data, base_dir=sims_dir)
+
+
+def held_out_nrmse(store: Path) -> float:
+    X = np.random.default_rng(3).random((500, 2))
+    mean, _ = load_emulator(store).predict(X)
+    truth = smooth2d_np(X)
+    return float(np.sqrt(np.mean((mean[:, 0] - truth) ** 2)) / truth.std())
+
+
+def read_flow_run(name: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+        )
+    assert len(runs) == 1
+    return runs[0]
+
+
+def read_artifacts(key: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+
+
+def test_flow_runs_a_campaign_to_its_uncertainty_target(
+    prefect_api, tmp_path, sims_dir, monkeypatch
+):
+    from emucamp.flows import run_campaign
+
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("EMUCAMP_TEST_LOG", str(log))
+    spec = spec_for(tmp_path, sims_dir, "flow-target")
+    outcome = run_campaign(spec)
+
+    assert outcome["rule"] == "target_std"
+    store = CampaignStore.open(tmp_path / "flow-target.zarr")
+    assert store.stop_rule == "target_std"
+    assert store.counts()["pending"] == 0 and store.counts()["ok"] == store.n_samples
+    assert held_out_nrmse(tmp_path / "flow-target.zarr") < 0.05
+
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == store.n_samples
+    # One API for the whole run: the workers report the flow's server, not servers of their own.
+    assert {c["api"] for c in calls} == {prefect_api}
+    assert len({c["pid"] for c in calls}) == 2  # two Dask worker processes
+
+    run = read_flow_run("flow-target")
+    assert run.state.is_completed()
+    progress = read_artifacts("flow-target-progress")
+    assert progress and progress[0].type == "progress"
+    assert float(progress[0].data) == pytest.approx(100 * store.n_samples / 50)
+    assert "max relative std" in progress[0].description
+    summary = read_artifacts("flow-target-summary")
+    assert summary and "uncertainty target met" in summary[0].data
+
+
+def test_flow_with_an_external_command_simulator(prefect_api, tmp_path, sims_dir):
+    from emucamp.flows import run_campaign
+
+    spec = spec_for(
+        tmp_path,
+        sims_dir,
+        "flow-command",
+        simulator={
+            "function": None,
+            "command": ["{python}", "{spec_dir}/campaign_cmd.py", "--x1", "{x1}", "--x2", "{x2}"],
+            "timeout": 60,
+        },
+    )
+    outcome = run_campaign(spec)
+    assert outcome["rule"] == "target_std"
+    store = CampaignStore.open(tmp_path / "flow-command.zarr")
+    assert store.counts()["ok"] == store.n_samples
+    assert held_out_nrmse(tmp_path / "flow-command.zarr") < 0.05
+    workdirs = sorted((tmp_path / "flow-command.zarr.work").iterdir())
+    assert len(workdirs) == store.n_samples
+    assert (workdirs[0] / "stdout.txt").read_text().startswith("solver: converged")
+
+
+def test_failed_simulations_are_retried_by_prefect_and_recorded(prefect_api, tmp_path, sims_dir):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from emucamp.flows import run_campaign
+
+    spec = spec_for(
+        tmp_path,
+        sims_dir,
+        "flow-failures",
+        simulator={"function": "campaign_sims:fails_on_right", "retries": 1},
+        stop={"max_simulations": 14, "target_std": None, "max_failure_rate": 0.9},
+    )
+    outcome = run_campaign(spec)
+    assert outcome["rule"] == "max_simulations"
+    ds = CampaignStore.open(tmp_path / "flow-failures.zarr").to_xarray().load()
+    failed = ds["status"].values == "failed"
+    assert failed.any()
+    assert np.all(ds["attempt"].values[failed] == 2)  # Prefect's retry, then recorded
+    assert np.all(ds["attempt"].values[~failed] == 1)
+
+    run = read_flow_run("flow-failures")
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    failed_names = {t.name for t in task_runs if t.state is not None and t.state.is_failed()}
+    expected = {f"sample-{i}" for i in np.flatnonzero(failed)}
+    assert failed_names == expected  # failed simulations are findable by sample id

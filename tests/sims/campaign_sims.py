@@ -1,0 +1,54 @@
+"""Cheap simulators for campaign tests (imported by path from specs: ``campaign_sims:...``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+
+def smooth2d(x1: float, x2: float) -> float:
+    """A smooth 2-D function on [0, 1]^2, easy for a GP."""
+    return math.sin(3.0 * x1) + math.cos(2.0 * x2) + 0.5 * x1 * x2
+
+
+def smooth2d_np(X):  # type: ignore[no-untyped-def]
+    """``n x 2`` array version of :func:`smooth2d`."""
+    import numpy as np
+
+    return np.sin(3.0 * X[:, 0]) + np.cos(2.0 * X[:, 1]) + 0.5 * X[:, 0] * X[:, 1]
+
+
+def logged(x1: float, x2: float) -> dict[str, float]:
+    """:func:`smooth2d`, plus one JSON line per call in ``$EMUCAMP_TEST_LOG`` (pid, API URL)."""
+    path = os.environ.get("EMUCAMP_TEST_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(
+                json.dumps(
+                    {
+                        "x1": x1,
+                        "x2": x2,
+                        "pid": os.getpid(),
+                        "api": os.environ.get("PREFECT_API_URL", ""),
+                    }
+                )
+                + "\n"
+            )
+    delay = float(os.environ.get("EMUCAMP_TEST_DELAY", "0"))
+    if delay:
+        time.sleep(delay)
+    return {"y": smooth2d(x1, x2), "y2": x1 - x2}
+
+
+def fails_on_right(x1: float, x2: float) -> float:
+    """:func:`smooth2d`, but the 'solver' diverges for ``x1 > 0.75``."""
+    if x1 > 0.75:
+        raise FloatingPointError(f"solver diverged at x1={x1:.3f}")
+    return smooth2d(x1, x2)
+
+
+def always_fails(x1: float, x2: float) -> float:
+    """A broken simulator."""
+    raise RuntimeError("mesh generation failed")

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emucamp.errors import StoreError, StoreLockedError
+from emucamp.simulator import SimResult
+from emucamp.storage import SCHEMA_VERSION, CampaignStore, EmulatorState, StepRecord
+
+PARAMS = ["a", "b"]
+OUTPUTS = ["u", "v"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = CampaignStore.create(tmp_path / "c.zarr", PARAMS, OUTPUTS, {"campaign": {"name": "c"}})
+    yield s
+    s.close()
+
+
+def ok_result(i: int, a: float, b: float, u: float, v: float, attempt: int = 1) -> SimResult:
+    return SimResult(
+        sample_id=i,
+        inputs={"a": a, "b": b},
+        outputs={"u": u, "v": v},
+        status="ok",
+        started_at=1_700_000_000.0 + i,
+        finished_at=1_700_000_001.5 + i,
+        worker="host:1",
+        attempt=attempt,
+    )
+
+
+def step(n: int, m: int = 2, d: int = 2) -> StepRecord:
+    return StepRecord(
+        n=n,
+        time=1_700_000_000.0,
+        fit_seconds=0.25,
+        max_rel_std=np.full(m, 0.1 * n),
+        mean_rel_std=np.full(m, 0.05),
+        loo_nrmse=np.full(m, 0.2),
+        loo_coverage=np.full(m, 0.95),
+        lengthscales=np.arange(m * d, dtype=float).reshape(m, d),
+    )
+
+
+def test_pending_then_record_round_trips_through_reopen_and_xarray(store, tmp_path):
+    ids = store.add_pending(np.array([[0.1, 1.0], [0.2, 2.0], [0.3, 3.0]]), 0, "initial")
+    assert ids == [0, 1, 2]
+    store.record(ok_result(1, 0.2, 2.0, 5.0, 6.0, attempt=2))
+    store.record(
+        SimResult(2, {"a": 0.3, "b": 3.0}, status="failed", error="ValueError: boom", attempt=1)
+    )
+    store.close()
+
+    again = CampaignStore.open(tmp_path / "c.zarr")
+    assert again.status() == ["pending", "ok", "failed"]
+    assert again.counts() == {"pending": 1, "ok": 1, "failed": 1, "timeout": 0}
+    X, Y = again.completed()
+    np.testing.assert_array_equal(X, [[0.2, 2.0]])
+    np.testing.assert_array_equal(Y, [[5.0, 6.0]])
+    assert again.pending_ids() == [0]
+
+    ds = xr.open_zarr(tmp_path / "c.zarr", consolidated=False)
+    assert ds.sizes["sample"] == 3
+    assert list(ds["status"].values) == ["pending", "ok", "failed"]
+    assert ds["error"].values[2] == "ValueError: boom"
+    assert int(ds["attempt"].values[1]) == 2
+    assert math.isnan(float(ds["u"].values[2]))  # failed rows carry no outputs
+    assert np.issubdtype(ds["finished_at"].dtype, np.datetime64)  # CF time units decode
+    assert list(ds["origin"].values) == ["initial"] * 3
+
+
+def test_steps_and_coordinates_are_readable_with_xarray(store, tmp_path):
+    store.add_step(step(5))
+    store.add_step(step(9))
+    ds = store.to_xarray()
+    assert list(ds["step_n"].values) == [5, 9]
+    assert list(ds["output"].values) == OUTPUTS
+    assert list(ds["parameter"].values) == PARAMS
+    assert ds["step_lengthscale"].dims == ("step", "output", "parameter")
+    np.testing.assert_allclose(ds["step_max_rel_std"].sel(output="v").values, [0.5, 0.9])
+    assert [s.n for s in store.steps()] == [5, 9]
+
+
+def test_stop_reason_and_spec_are_kept(store, tmp_path):
+    store.set_stop("target_std", "uncertainty target met")
+    store.close()
+    ro = CampaignStore.open(tmp_path / "c.zarr")
+    assert (ro.stop_rule, ro.stop_reason) == ("target_std", "uncertainty target met")
+    assert ro.spec == {"campaign": {"name": "c"}}
+    assert ro.attrs["schema_version"] == SCHEMA_VERSION
+    assert ro.summary()["stop_reason"] == "uncertainty target met"
+
+
+def test_emulator_state_round_trip_replaces_the_previous_one(store, tmp_path):
+    with pytest.raises(StoreError, match="no fitted emulator"):
+        store.load_emulator_state()
+    first = EmulatorState(np.ones((3, 2)), np.zeros((3, 2)), {"w": np.arange(4.0)}, {"k": 1})
+    store.save_emulator(first)
+    second = EmulatorState(
+        np.full((4, 2), 2.0), np.ones((4, 2)), {"w": np.arange(3.0), "z": np.eye(2)}, {"k": 2}
+    )
+    store.save_emulator(second)
+    loaded = CampaignStore.open(tmp_path / "c.zarr").load_emulator_state()
+    np.testing.assert_array_equal(loaded.X, second.X)
+    np.testing.assert_array_equal(loaded.params["z"], np.eye(2))
+    assert loaded.meta == {"k": 2}
+    groups = [name for name, _ in zarr.open_group(tmp_path / "c.zarr", mode="r").groups()]
+    assert len(groups) == 1  # the older emulator is gone once the new one is whole
+
+
+def test_rows_appended_past_the_committed_count_are_trimmed_on_open(store, tmp_path):
+    store.add_pending(np.array([[0.1, 1.0]]), 0, "initial")
+    store.close()
+    # A crash between appending arrays and committing n_samples leaves ragged arrays.
+    g = zarr.open_group(tmp_path / "c.zarr", mode="r+")
+    g["a"].append(np.array([9.0]))
+    g["status"].append(np.array(["pending"], dtype=object))
+    with pytest.raises(ValueError):
+        xr.open_zarr(tmp_path / "c.zarr", consolidated=False).load()
+    CampaignStore.open(tmp_path / "c.zarr", mode="a").close()
+    ds = xr.open_zarr(tmp_path / "c.zarr", consolidated=False)
+    assert ds.sizes["sample"] == 1
+
+
+def test_second_writer_is_refused_and_reader_is_not(store, tmp_path):
+    with pytest.raises(StoreLockedError, match="in use by another campaign"):
+        CampaignStore.open(tmp_path / "c.zarr", mode="a")
+    assert CampaignStore.open(tmp_path / "c.zarr", mode="r").n_samples == 0
+
+
+def test_lock_left_by_a_dead_process_is_taken_over(store, tmp_path):
+    store.close()
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(proc.stdout)
+    lock = tmp_path / "c.zarr.lock"
+    lock.write_text(json.dumps({"host": os.uname().nodename, "pid": dead_pid, "since": 0}))
+    reopened = CampaignStore.open(tmp_path / "c.zarr", mode="a")
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    reopened.close()
+    assert not lock.exists()
+
+
+def test_newer_schema_is_refused_with_a_message(store, tmp_path):
+    store.close()
+    g = zarr.open_group(tmp_path / "c.zarr", mode="r+")
+    g.attrs["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(StoreError, match="newer emucamp"):
+        CampaignStore.open(tmp_path / "c.zarr")
+
+
+def test_open_or_create_refuses_a_store_of_another_campaign(store, tmp_path):
+    store.close()
+    with pytest.raises(StoreError, match="parameters"):
+        CampaignStore.open_or_create(tmp_path / "c.zarr", ["a", "c"], OUTPUTS)
+    reopened, created = CampaignStore.open_or_create(tmp_path / "c.zarr", PARAMS, OUTPUTS)
+    assert not created
+    reopened.close()
+
+
+def test_missing_and_foreign_paths_are_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="no campaign store"):
+        CampaignStore.open(tmp_path / "nope.zarr")
+    zarr.open_group(tmp_path / "plain.zarr", mode="w")
+    with pytest.raises(StoreError, match="not an emucamp campaign store"):
+        CampaignStore.open(tmp_path / "plain.zarr")
+    CampaignStore.create(tmp_path / "x.zarr", PARAMS, OUTPUTS).close()
+    with pytest.raises(StoreError, match="already exists"):
+        CampaignStore.create(tmp_path / "x.zarr", PARAMS, OUTPUTS)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.floats(-1e6, 1e6),
+            st.floats(-1e6, 1e6),
+            st.sampled_from(["ok", "failed", "timeout", "pending"]),
+            st.floats(-1e3, 1e3),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_sequence_of_records_reads_back_identically(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("prop") / "p.zarr"
+    with CampaignStore.create(path, PARAMS, OUTPUTS) as s:
+        X = np.array([[a, b] for a, b, _, _ in rows])
+        s.add_pending(X, 0, "initial")
+        for i, (a, b, status, y) in enumerate(rows):
+            if status == "pending":
+                continue
+            s.record(SimResult(i, {"a": a, "b": b}, {"u": y, "v": -y}, status=status, error=status))
+    ds = xr.open_zarr(path, consolidated=False).load()
+    np.testing.assert_array_equal(ds["a"].values, X[:, 0])
+    assert list(ds["status"].values) == [r[2] for r in rows]
+    for i, (_, _, status, y) in enumerate(rows):
+        if status == "ok":
+            assert ds["u"].values[i] == y and ds["v"].values[i] == -y
+        else:
+            assert math.isnan(ds["u"].values[i])
