@@ -26,7 +26,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class StoreLock:
-    """An exclusive lock file ``<store>.lock`` beside the store naming the holder (host, pid, since).
+    """An exclusive lock file ``<store>.lock`` naming its holder (host, pid, since).
 
     It sits beside the store, not in it, so Zarr never meets a file it does not know.
 

@@ -71,7 +71,8 @@ def test_campaign_stops_when_the_uncertainty_target_holds(make_spec, call_log, t
     spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60})
 
     class Recorder(CampaignObserver):
-        steps: list[int] = []
+        def __init__(self) -> None:
+            self.steps: list[int] = []
 
         def on_step(self, step, campaign):
             self.steps.append(step.n)
