@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 Status = Literal["ok", "failed", "timeout"]
-_TAIL_CHARS = 2000
+_TAIL_CHARS = 2000  # of stderr and error messages kept in the store
+_STDOUT_CHARS = 1 << 20  # of stdout searched for the last line (it may hold many outputs)
 
 
 @runtime_checkable
@@ -244,7 +245,9 @@ class CommandSimulator:
             except ValueError as exc:
                 raise ValueError(f"outputs.json is not valid JSON: {exc}") from None
         else:
-            lines = [ln for ln in _tail(workdir / "stdout.txt").splitlines() if ln.strip()]
+            lines = [
+                ln for ln in _tail(workdir / "stdout.txt", _STDOUT_CHARS).splitlines() if ln.strip()
+            ]
             if not lines:
                 raise ValueError("command wrote no outputs.json and nothing on stdout")
             try:

@@ -115,7 +115,7 @@ class Space:
         U = np.atleast_2d(np.asarray(U, dtype=float))
         self._check_width(U)
         Z = self._lo + U * (self._hi - self._lo)
-        X = np.where(self._log, np.exp(Z), Z)
+        X = np.where(self._log, np.exp(np.where(self._log, Z, 0.0)), Z)
         # exp(log(x)) can land a hair outside [low, high]; simulators may check bounds strictly.
         inside = (U >= 0) & (U <= 1)
         clipped: np.ndarray = np.where(inside, np.clip(X, self.bounds[0], self.bounds[1]), X)

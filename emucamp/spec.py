@@ -7,6 +7,7 @@ line naming the field and the value, e.g. ``stop.max_simulations: must be > 0 (g
 from __future__ import annotations
 
 import keyword
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -110,6 +111,8 @@ class ParameterSpec(_Section):
 
     @model_validator(mode="after")
     def _bounds(self) -> ParameterSpec:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"bounds must be finite (got low = {self.low}, high = {self.high})")
         if not self.low < self.high:
             raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
         if self.log and self.low <= 0:
