@@ -26,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 
@@ -68,6 +68,7 @@ def run(
         f"[bold]Store:[/] {outcome['store']}\n"
         f"Next: emucamp status {outcome['store']}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -131,7 +131,7 @@ class DesignSection(_Section):
         default=None, ge=1, description="Initial space-filling points; default max(8, 2d + 2)."
     )
     initial_method: Literal["sobol", "lhs"] = "sobol"
-    strategy: StrategyName = "integrated-variance"
+    strategy: StrategyName = "max-variance"
     mc_points: int = Field(
         default=256, ge=16, le=8192, description="Integration points of integrated-variance."
     )

@@ -361,7 +361,7 @@ def test_toml_and_yaml_load_to_equal_specs(tmp_path: Path) -> None:
 
 def test_defaults(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, toml()))
-    assert spec.design.strategy == "integrated-variance"
+    assert spec.design.strategy == "max-variance"
     assert spec.design.initial_method == "sobol"
     assert spec.execution.workers == 4
     assert spec.execution.address is None
