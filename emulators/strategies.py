@@ -217,11 +217,11 @@ class _WeightedSum(AcquisitionFunction):
         super().__init__(model)
         self.parts = torch.nn.ModuleList(parts)
         self.weights = weights
-        self.X_pending: torch.Tensor | None = getattr(parts[0], "X_pending", None)
+        self.set_X_pending(getattr(parts[0], "X_pending", None))
 
     def set_X_pending(self, X_pending: torch.Tensor | None = None) -> None:
         """Pass pending points on to every part (batch picks add their own)."""
-        self.X_pending = X_pending
+        super().set_X_pending(X_pending)
         for part in self.parts:
             assert isinstance(part, AcquisitionFunction)
             part.set_X_pending(X_pending)
