@@ -1,0 +1,92 @@
+"""`emucamp run / status / predict` as a user runs them: real processes, a temporary Prefect
+server started by the CLI itself, a Dask LocalCluster, a Zarr store on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+
+EMUCAMP = str(Path(sys.executable).parent / "emucamp")
+
+SPEC = """
+[campaign]
+name = "cli-demo"
+seed = 3
+
+[simulator]
+function = "campaign_sims:smooth2d"
+
+[parameters]
+x1 = { low = 0.0, high = 1.0 }
+x2 = { low = 0.0, high = 1.0 }
+
+[outputs]
+y = {}
+
+[design]
+initial = 6
+
+[stop]
+max_simulations = 40
+target_std = 0.08
+
+[execution]
+workers = 2
+"""
+
+
+def emucamp(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EMUCAMP, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
+    shutil.copy(sims_dir / "campaign_sims.py", tmp_path / "campaign_sims.py")
+    (tmp_path / "campaign.toml").write_text(SPEC)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+
+    done = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = tmp_path / "runs" / "cli-demo.zarr"  # default store, beside the spec
+    assert "Stopped: uncertainty target met" in done.stdout
+    assert f"Store: {store}" in done.stdout
+
+    status = emucamp("status", str(store), "--json", env=env, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    summary = json.loads(status.stdout)
+    assert summary["stop_rule"] == "target_std"
+    assert summary["counts"]["ok"] == summary["samples"] >= 6
+    assert summary["latest"]["max_rel_std"]["y"] <= 0.08
+
+    human = emucamp("status", str(store), env=env, cwd=tmp_path)
+    assert "uncertainty target met" in human.stdout and "LOO NRMSE" in human.stdout
+
+    X = np.random.default_rng(0).random((25, 2))
+    pd.DataFrame(X, columns=["x1", "x2"]).to_csv(tmp_path / "inputs.csv", index=False)
+    pred = emucamp("predict", str(store), "inputs.csv", "-o", "preds.csv", env=env, cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    table = pd.read_csv(tmp_path / "preds.csv")
+    assert list(table.columns) == ["x1", "x2", "y_mean", "y_std"]
+    truth = np.sin(3 * X[:, 0]) + np.cos(2 * X[:, 1]) + 0.5 * X[:, 0] * X[:, 1]
+    assert np.abs(table["y_mean"].to_numpy() - truth).max() < 0.1
+    assert (table["y_std"] > 0).all()
+
+    again = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)  # rerun = resume
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(0 in this run)" in again.stdout
+    assert (
+        json.loads(emucamp("status", str(store), "--json", env=env, cwd=tmp_path).stdout)["samples"]
+        == summary["samples"]
+    )
