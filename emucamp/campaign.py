@@ -239,8 +239,8 @@ class Campaign:
         """Samples per status."""
         return self.store.counts()
 
-    def _fit(self, warm: GPEmulator | None) -> _Fitted | None:
-        X, Y = self.store.completed()
+    def _fit(self, X: np.ndarray, Y: np.ndarray, warm: GPEmulator | None) -> _Fitted | None:
+        """Fit on ``n x d`` ``X`` and ``n x m`` ``Y`` (a snapshot: this may run in a thread)."""
         if len(X) < 2:
             return None
         emulator = GPEmulator(self.space, self.outputs).fit(X, Y, warm_start=warm)
@@ -317,7 +317,7 @@ class Campaign:
 
         # A resumed campaign starts from a model of everything already simulated.
         if self._progress.ok >= 2:
-            fitted = self._fit(self._stored_emulator())
+            fitted = self._fit(*store.completed(), self._stored_emulator())
             if fitted is not None:
                 self._adopt(fitted, obs)
         decision: StopDecision | None = self.rules(self.state())
@@ -344,16 +344,7 @@ class Campaign:
                         ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
                     jobs = []
                     for sid in ids:
-                        job = SimJob(
-                            sid,
-                            dict(
-                                zip(
-                                    self.space.names,
-                                    map(float, store.inputs([sid])[0]),
-                                    strict=True,
-                                )
-                            ),
-                        )
+                        job = SimJob(sid, self._inputs_of(sid))
                         if sid in resumed:
                             store.mark_submitted(sid)
                         future = executor.submit(job)
@@ -401,7 +392,7 @@ class Campaign:
                 # Retrain beside the running simulations whenever new results are in.
                 if fit_future is None and self._progress.ok > fitted_on and self._progress.ok >= 2:
                     fitted_on = self._progress.ok
-                    fit_future = fitter.submit(self._fit, self.emulator)
+                    fit_future = fitter.submit(self._fit, *store.completed(), self.emulator)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
 
                 if decision is None:
@@ -421,7 +412,7 @@ class Campaign:
 
         # The final emulator has seen every result.
         if self.emulator is None or self._progress.ok > self.emulator.n:
-            fitted = self._fit(self.emulator)
+            fitted = self._fit(*store.completed(), self.emulator)
             if fitted is not None:
                 self._adopt(fitted, obs)
         if decision is None:
@@ -441,17 +432,17 @@ class Campaign:
         obs.on_stop(outcome, self)
         return outcome
 
+    def _inputs_of(self, sample_id: int) -> dict[str, float]:
+        row = self.store.inputs([sample_id])[0]
+        return {name: float(v) for name, v in zip(self.space.names, row, strict=True)}
+
     def _result_of(self, future: JobFuture, sid: int) -> SimResult:
         """The job's record; an infrastructure failure (lost worker, ...) becomes a failed one."""
         try:
             return future.result()
         except Exception as exc:
-            now = time.time()
-            inputs = dict(
-                zip(self.space.names, map(float, self.store.inputs([sid])[0]), strict=True)
-            )
             return SimResult(
-                sample_id=sid, inputs=inputs, status="failed",
+                sample_id=sid, inputs=self._inputs_of(sid), status="failed",
                 error=f"{type(exc).__name__}: {exc}"[:2000], started_at=math.nan,
-                finished_at=now, worker="", attempt=1,
+                finished_at=time.time(), worker="", attempt=1,
             )  # fmt: skip
