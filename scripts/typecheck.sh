@@ -4,6 +4,8 @@
 # mapping of an editable install, so a tree of links lays the package out as installed.
 set -euo pipefail
 mypy=${1:-mypy}
+# The check runs from the link tree: make a relative path to mypy absolute first.
+case $mypy in */*) mypy="$(cd "$(dirname "$mypy")" && pwd)/$(basename "$mypy")" ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 tree="$root/build/typecheck"
 rm -rf "$tree"
