@@ -23,6 +23,7 @@ import math
 import queue
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,37 @@ class CampaignObserver:
         """The campaign stopped."""
 
 
+class _PackSizer:
+    """How many simulations go into the next task: fixed, or sized from measured times.
+
+    With ``"auto"``, a pack holds enough simulations that the flow's cost of refilling a
+    worker (selection, recording, submitting: an exponential moving average of measured
+    seconds) stays under ``overhead`` of the pack's simulation time.
+    """
+
+    def __init__(self, per_task: int | str, overhead: float = 0.02, limit: int = 256) -> None:
+        self.auto = per_task == "auto"
+        self.size = 1 if self.auto else int(per_task)
+        self.overhead, self.limit = overhead, limit
+        self._refill = 0.0
+        self._sim = 0.0
+
+    def refilled(self, seconds: float) -> None:
+        """Record the flow-side seconds one refill took."""
+        self._refill = seconds if not self._refill else 0.8 * self._refill + 0.2 * seconds
+
+    def observed(self, results: Sequence[SimResult]) -> None:
+        """Record simulation times and resize the next packs."""
+        times = [r.seconds for r in results if math.isfinite(r.seconds)]
+        if not times:
+            return
+        mean = float(np.mean(times))
+        self._sim = mean if not self._sim else 0.8 * self._sim + 0.2 * mean
+        if self.auto and self._sim > 0:
+            needed = self._refill / (self.overhead * self._sim)
+            self.size = int(min(self.limit, max(1, math.ceil(needed))))
+
+
 @dataclass
 class _Fitted:
     emulator: GPEmulator
@@ -181,7 +213,7 @@ class Campaign:
         self.emulator: GPEmulator | None = None
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
-        self.in_flight: dict[int, JobFuture] = {}
+        self.in_flight: dict[int, tuple[JobFuture, list[int]]] = {}
         self._progress = _Progress()
         self._load_progress()
 
@@ -328,29 +360,32 @@ class Campaign:
         fitted_on = self.emulator.n if self.emulator is not None else 0
         workers = spec.execution.workers
         budget = spec.stop.max_simulations
+        packer = _PackSizer(spec.execution.per_task)
+        next_pack = 0
         interrupted = True
         obs.on_start(self)
         try:
             while True:
-                # Refill every free worker at once.
-                room = min(
-                    workers - len(self.in_flight),
-                    budget - self._progress.finished - len(self.in_flight),
-                )
-                if decision is None and room > 0:
-                    ids = [planned.popleft() for _ in range(min(room, len(planned)))]
-                    if len(ids) < room:
-                        X, origin = self._select(strategy, sobol, room - len(ids))
+                # Refill every free worker at once, one pack per worker.
+                while decision is None and len(self.in_flight) < workers:
+                    room = budget - self._progress.finished - self.running
+                    if room <= 0:
+                        break
+                    tick = time.perf_counter()
+                    k = min(packer.size, room)
+                    ids = [planned.popleft() for _ in range(min(k, len(planned)))]
+                    if len(ids) < k:
+                        X, origin = self._select(strategy, sobol, k - len(ids))
                         ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
-                    jobs = []
+                    jobs = [SimJob(sid, self._inputs_of(sid)) for sid in ids]
                     for sid in ids:
-                        job = SimJob(sid, self._inputs_of(sid))
                         if sid in resumed:
                             store.mark_submitted(sid)
-                        future = executor.submit(job)
-                        self.in_flight[sid] = future
-                        future.add_done_callback(functools.partial(_notify, events, sid))
-                        jobs.append(job)
+                    future = executor.submit(jobs)
+                    self.in_flight[next_pack] = (future, ids)
+                    future.add_done_callback(functools.partial(_notify, events, next_pack))
+                    next_pack += 1
+                    packer.refilled(time.perf_counter() - tick)
                     obs.on_submit(jobs, self)
 
                 if (
@@ -360,25 +395,39 @@ class Campaign:
                 ):
                     break
 
+                # Take every event that is ready: a burst of results is recorded in one write.
                 try:
-                    kind, payload = events.get(timeout=1.0)
+                    batch = [events.get(timeout=1.0)]
                 except queue.Empty:
-                    kind, payload = "tick", None
+                    batch = []
+                while True:
+                    try:
+                        batch.append(events.get_nowait())
+                    except queue.Empty:
+                        break
 
-                if kind == "result":
-                    sid = int(payload)
-                    future = self.in_flight.pop(sid)
-                    result = self._result_of(future, sid)
-                    store.record(result)
+                results: list[SimResult] = []
+                fit_done = False
+                for kind, payload in batch:
+                    if kind == "result":
+                        future, ids = self.in_flight.pop(int(payload))
+                        results += self._results_of(future, ids)
+                    elif kind == "fit":
+                        fit_done = True
+                if results:
+                    store.record_many(results)
                     p = self._progress
-                    p.finished += 1
-                    if result.ok:
-                        p.ok += 1
-                    else:
-                        p.failed += 1
-                        p.errors.append(result.error)
-                    obs.on_result(result, self)
-                elif kind == "fit":
+                    for result in results:
+                        p.finished += 1
+                        if result.ok:
+                            p.ok += 1
+                        else:
+                            p.failed += 1
+                            p.errors.append(result.error)
+                    packer.observed(results)
+                    for result in results:
+                        obs.on_result(result, self)
+                if fit_done:
                     assert fit_future is not None
                     try:
                         fitted = fit_future.result()
@@ -404,7 +453,7 @@ class Campaign:
             interrupted = False
         finally:
             # Whatever is still running stays `pending` in the store: a rerun runs it again.
-            for future in self.in_flight.values():
+            for future, _ in self.in_flight.values():
                 with contextlib.suppress(Exception):
                     future.cancel()
             self.in_flight.clear()
@@ -436,13 +485,30 @@ class Campaign:
         row = self.store.inputs([sample_id])[0]
         return {name: float(v) for name, v in zip(self.space.names, row, strict=True)}
 
-    def _result_of(self, future: JobFuture, sid: int) -> SimResult:
-        """The job's record; an infrastructure failure (lost worker, ...) becomes a failed one."""
+    @property
+    def running(self) -> int:
+        """Simulations submitted and not yet finished."""
+        return sum(len(ids) for _, ids in self.in_flight.values())
+
+    def _results_of(self, future: JobFuture, ids: list[int]) -> list[SimResult]:
+        """A pack's records; an infrastructure failure (lost worker, ...) fails each job."""
         try:
-            return future.result()
+            results = future.result()
+            if len(results) == len(ids):
+                return results
+            error = f"executor returned {len(results)} results for {len(ids)} jobs"
         except Exception as exc:
-            return SimResult(
-                sample_id=sid, inputs=self._inputs_of(sid), status="failed",
-                error=f"{type(exc).__name__}: {exc}"[:2000], started_at=math.nan,
-                finished_at=time.time(), worker="", attempt=1,
-            )  # fmt: skip
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+        return [
+            SimResult(
+                sample_id=sid,
+                inputs=self._inputs_of(sid),
+                status="failed",
+                error=error,
+                started_at=math.nan,
+                finished_at=time.time(),
+                worker="",
+                attempt=1,
+            )
+            for sid in ids
+        ]

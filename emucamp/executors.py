@@ -1,15 +1,17 @@
-"""Executors run simulation jobs somewhere and hand back futures; the campaign loop is engine-free.
+"""Executors run packs of simulation jobs somewhere and hand back futures.
 
-The loop needs only ``submit(job) -> future`` where the future has ``add_done_callback``,
-``result()`` and ``cancel()``: ``concurrent.futures`` and ``dask.distributed`` futures both
-qualify. The Prefect flow brings its own executor (``emucamp.flows``), so a notebook can run
-a campaign with a plain Dask client and no Prefect server.
+The campaign loop is engine-free: it needs only ``submit(jobs) -> future`` where the future
+has ``add_done_callback``, ``result() -> list[SimResult]`` and ``cancel()``;
+``concurrent.futures`` and ``dask.distributed`` futures both qualify. A pack is one task
+running several simulations in turn: cheap simulations amortise the per-task cost. The
+Prefect flow brings its own executor (``emucamp.flows``), so a notebook can run a campaign
+with a plain Dask client and no Prefect server.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from emucamp.simulator import SimJob, SimResult, SimulationRunner
@@ -24,8 +26,8 @@ class JobFuture(Protocol):
         """Call ``fn(future)`` once the job is done (from any thread)."""
         ...
 
-    def result(self) -> SimResult:
-        """The job's record (may raise if the infrastructure, not the simulation, failed)."""
+    def result(self) -> list[SimResult]:
+        """The pack's records (may raise if the infrastructure, not a simulation, failed)."""
         ...
 
     def cancel(self) -> Any:
@@ -34,10 +36,10 @@ class JobFuture(Protocol):
 
 
 class Executor(Protocol):
-    """Runs jobs; ``slots`` is how many the cluster can run at once (``None``: unknown)."""
+    """Runs packs of jobs."""
 
-    def submit(self, job: SimJob) -> JobFuture:
-        """Start ``job``; return its future."""
+    def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
+        """Start a pack of jobs (run one after another in one task); return its future."""
         ...
 
 
@@ -55,9 +57,9 @@ class PoolExecutor:
         pool_cls = cf.ProcessPoolExecutor if processes else cf.ThreadPoolExecutor
         self._pool: cf.Executor = pool_cls(max_workers=workers)
 
-    def submit(self, job: SimJob) -> JobFuture:
-        """Submit one job to the pool."""
-        future: JobFuture = self._pool.submit(self.runner, job)
+    def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
+        """Submit one pack to the pool."""
+        future: JobFuture = self._pool.submit(self.runner.run_many, list(jobs))
         return future
 
     def shutdown(self) -> None:
@@ -83,9 +85,13 @@ class DaskExecutor:
         self.client = client
         self.runner = runner
 
-    def submit(self, job: SimJob) -> JobFuture:
-        """Submit one job; its Dask key names the sample and attempt."""
+    def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
+        """Submit one pack; its Dask key names its first sample and its size."""
+        first = jobs[0]
         future: JobFuture = self.client.submit(
-            self.runner, job, pure=False, key=f"simulate-{job.sample_id}-{job.attempt}"
+            self.runner.run_many,
+            list(jobs),
+            pure=False,
+            key=f"simulate-{first.sample_id}x{len(jobs)}-{first.attempt}-{id(jobs):x}",
         )
         return future

@@ -378,6 +378,10 @@ class SimulationRunner:
     outputs: tuple[str, ...]
     retries: int = 0
 
+    def run_many(self, jobs: Sequence[SimJob]) -> list[SimResult]:
+        """Run a pack of jobs one after another (several cheap simulations in one task)."""
+        return [self(job) for job in jobs]
+
     def __call__(self, job: SimJob) -> SimResult:
         """Run ``job`` until it succeeds or its attempts are used up; return the last record."""
         attempt = job.attempt

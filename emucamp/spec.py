@@ -154,9 +154,21 @@ class StopSection(_Section):
 class ExecutionSection(_Section):
     """``[execution]``: where simulations run."""
 
-    workers: int = Field(default=4, ge=1, le=100_000, description="Simulations in flight.")
+    workers: int = Field(default=4, ge=1, le=100_000, description="Tasks in flight.")
+    per_task: int | Literal["auto"] = Field(
+        default=1,
+        description="Simulations run in turn inside one task: an int >= 1, or 'auto' to size "
+        "packs from the measured simulation time so orchestration stays near 2 % of it.",
+    )
     address: str | None = Field(default=None, description="An existing Dask scheduler.")
     threads_per_worker: int = Field(default=1, ge=1)
+
+    @field_validator("per_task")
+    @classmethod
+    def _per_task(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 100_000:
+            raise ValueError(f"must be between 1 and 100000 or 'auto' (got {v})")
+        return v
 
     @field_validator("address")
     @classmethod

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,13 @@ from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
 from emucamp.simulator import SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
-from emucamp.tasks.simulate import SimulationFailed, simulate
+from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
 
 __all__ = ["PrefectTaskExecutor", "campaign_flow", "prefect_api", "run_campaign", "task_runner_for"]
 
 
 class _TaskFuture:
-    """A Prefect task future seen as the campaign loop's ``JobFuture``."""
+    """A Prefect task future seen as the campaign loop's ``JobFuture`` (a list of records)."""
 
     def __init__(self, future: Any) -> None:
         self._future = future
@@ -43,15 +44,17 @@ class _TaskFuture:
     def add_done_callback(self, fn: Any) -> None:
         self._future.add_done_callback(lambda _f: fn(self))
 
-    def result(self) -> SimResult:
+    def result(self) -> list[SimResult]:
         value = self._future.result(raise_on_failure=False)
         if isinstance(value, SimResult):
-            return value
+            return [value]
         if isinstance(value, SimulationFailed):
-            return value.result
+            return [value.result]
+        if isinstance(value, list):
+            return value
         if isinstance(value, BaseException):
             raise value
-        raise TypeError(f"simulate task returned {type(value).__name__}, not a SimResult")
+        raise TypeError(f"simulate task returned {type(value).__name__}, not SimResults")
 
     def cancel(self) -> Any:
         wrapped = getattr(self._future, "wrapped_future", None)
@@ -59,11 +62,16 @@ class _TaskFuture:
 
 
 class PrefectTaskExecutor:
-    """Submit each job as a ``simulate`` task run on the flow's task runner.
+    """Submit jobs as task runs on the flow's task runner.
+
+    A single job is a ``simulate`` task run named ``sample-<id>``, retried by Prefect (the
+    runner's retry count becomes the task's ``retries``) and Failed in the UI when the
+    simulation fails. A pack is one ``simulate-pack`` task run named ``samples-<first>-<last>``
+    that retries each simulation itself, so a retry never reruns its finished neighbours.
 
     Args:
-        runner: The simulation (its retry count becomes the task's Prefect ``retries``).
-        retry_delay_seconds: Pause before each retry.
+        runner: The simulation.
+        retry_delay_seconds: Pause before each Prefect retry of a single job.
     """
 
     def __init__(self, runner: SimulationRunner, retry_delay_seconds: float = 1.0) -> None:
@@ -72,9 +80,11 @@ class PrefectTaskExecutor:
             retries=runner.retries, retry_delay_seconds=retry_delay_seconds
         )
 
-    def submit(self, job: SimJob) -> _TaskFuture:
-        """Submit one ``simulate`` task run, named after the sample."""
-        return _TaskFuture(self.task.submit(self.runner, job))
+    def submit(self, jobs: Sequence[SimJob]) -> _TaskFuture:
+        """Submit one task run for the pack."""
+        if len(jobs) == 1:
+            return _TaskFuture(self.task.submit(self.runner, jobs[0]))
+        return _TaskFuture(simulate_pack.submit(self.runner, list(jobs)))
 
 
 def _artifact_key(name: str, what: str) -> str:
@@ -91,6 +101,7 @@ class ArtifactObserver(CampaignObserver):
         self.artifact_id: Any = None
         self.uncertainty = "no emulator yet"
         self.logger = get_run_logger()
+        self._last = 0.0
 
     def _description(self, campaign: Campaign) -> str:
         p = campaign.state()
@@ -99,7 +110,13 @@ class ArtifactObserver(CampaignObserver):
             f"simulations ({p.failed} failed); {self.uncertainty}"
         )
 
-    def _update(self, campaign: Campaign) -> None:
+    def _update(self, campaign: Campaign, force: bool = False) -> None:
+        # At most one API call a second: with cheap simulations, one per result would make
+        # the flow the bottleneck.
+        now = time.monotonic()
+        if not force and self.artifact_id is not None and now - self._last < 1.0:
+            return
+        self._last = now
         done = campaign.state().finished
         progress = min(100.0, 100.0 * done / self.spec.stop.max_simulations)
         if self.artifact_id is None:
@@ -140,7 +157,7 @@ class ArtifactObserver(CampaignObserver):
 
     def on_stop(self, outcome: CampaignOutcome, campaign: Campaign) -> None:
         """Final progress and a markdown summary."""
-        self._update(campaign)
+        self._update(campaign, force=True)
         latest = outcome.latest
         rows = ""
         if latest is not None:

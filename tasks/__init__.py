@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from emucamp.tasks.simulate import SimulationFailed, simulate
+from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
 
-__all__ = ["SimulationFailed", "simulate"]
+__all__ = ["SimulationFailed", "simulate", "simulate_pack"]

@@ -8,7 +8,7 @@ from prefect.runtime import task_run
 
 from emucamp.simulator import SimJob, SimResult, SimulationRunner, run_simulation
 
-__all__ = ["SimulationFailed", "simulate"]
+__all__ = ["SimulationFailed", "simulate", "simulate_pack"]
 
 
 class SimulationFailed(Exception):
@@ -45,3 +45,16 @@ def simulate(runner: SimulationRunner, job: SimJob) -> SimResult:
     if not result.ok:
         raise SimulationFailed(result)
     return result
+
+
+def _pack_name() -> str:
+    jobs = (task_run.parameters or {}).get("jobs") or []
+    if not jobs:
+        return "samples"
+    return f"samples-{jobs[0].sample_id}-{jobs[-1].sample_id}"
+
+
+@task(name="simulate-pack", task_run_name=_pack_name, cache_policy=NO_CACHE, persist_result=False)
+def simulate_pack(runner: SimulationRunner, jobs: list[SimJob]) -> list[SimResult]:
+    """Run several cheap simulations in turn, each retried by the runner; never raises for them."""
+    return runner.run_many(jobs)

@@ -1,0 +1,149 @@
+"""Worker utilisation of a campaign: W worker processes, N simulations of mean duration T.
+
+For each T, the same campaign (3 inputs, max-variance, emulator really fitting and
+selecting) runs twice: as the Prefect flow on a DaskTaskRunner, and as the engine-free loop
+on a raw ``distributed.Client`` (no Prefect). Figures come from the store's timestamps:
+
+- utilisation = sum of simulation seconds / (W x wall seconds from first submit to last result)
+- idle gap = time a worker waited between finishing one simulation and starting the next
+  (while the budget was not spent)
+- flow CPU s/sim = CPU seconds of the orchestrating process per simulation
+
+    python benchmarks/throughput.py --workers 8 --n 300 --T 2 0.2 0.01 [--per-task 1 auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import resource
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def spec_for(store: Path, workers: int, n: int, per_task: str) -> Any:
+    from emucamp.spec import parse_spec
+
+    execution: dict[str, Any] = {"workers": workers}
+    if per_task != "1":
+        execution["per_task"] = per_task if per_task == "auto" else int(per_task)
+    return parse_spec(
+        {
+            "campaign": {"name": "throughput", "store": str(store), "seed": 0},
+            "simulator": {"function": "throughput_sim:sleepy", "timeout": 600},
+            "parameters": {f"x{i}": {"low": 0.0, "high": 1.0} for i in (1, 2, 3)},
+            "outputs": {"y": {}},
+            "design": {"initial": 16, "strategy": "max-variance"},
+            "stop": {"max_simulations": n},
+            "execution": execution,
+        },
+        base_dir=HERE,
+    )
+
+
+def metrics(store_path: Path, workers: int, cpu: float) -> dict[str, float]:
+    from emucamp.storage import CampaignStore
+
+    ds = CampaignStore.open(store_path).to_xarray().load()
+    sub = ds["submitted_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    start = ds["started_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    end = ds["finished_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    busy = float(np.sum(end - start))
+    wall = float(end.max() - sub.min())
+    by_worker: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for w, s, e in zip(ds["worker"].values, start, end, strict=True):
+        by_worker[str(w).split("/")[0]].append((s, e))
+    last_end = end.max()
+    gaps = []
+    for runs in by_worker.values():
+        runs.sort()
+        for (_, e0), (s1, _) in itertools.pairwise(runs):
+            if s1 < last_end:
+                gaps.append(max(0.0, s1 - e0))
+    n = len(end)
+    return {
+        "n": n,
+        "wall_s": wall,
+        "utilisation": busy / (workers * wall),
+        "sims_per_s": n / wall,
+        "mean_gap_s": float(np.mean(gaps)) if gaps else 0.0,
+        "p95_gap_s": float(np.percentile(gaps, 95)) if gaps else 0.0,
+        "flow_cpu_s_per_sim": cpu / n,
+        "steps": int(ds.sizes.get("step", 0)),
+    }
+
+
+def run_prefect(spec: Any) -> float:
+    from emucamp.flows import run_campaign
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    run_campaign(spec)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_raw_dask(spec: Any, workers: int) -> float:
+    from distributed import Client, LocalCluster
+
+    from emucamp.campaign import Campaign
+    from emucamp.executors import DaskExecutor
+
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                     dashboard_address=None, host="127.0.0.1") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        client.run(lambda: None)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        with Campaign.open(spec) as campaign:
+            campaign.run(DaskExecutor(client, campaign.runner))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--T", type=float, nargs="+", default=[2.0, 0.2, 0.01])
+    parser.add_argument("--per-task", nargs="+", default=["1"])
+    parser.add_argument("--modes", nargs="+", default=["prefect", "dask"])
+    args = parser.parse_args()
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    print(
+        "| T s | mode | per_task | sims | wall s | utilisation | sims/s | mean gap s "
+        "| p95 gap s | flow CPU s/sim | retrainings |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for T in args.T:
+        os.environ["EMUCAMP_BENCH_T"] = str(T)
+        for mode in args.modes:
+            for per_task in args.per_task:
+                with tempfile.TemporaryDirectory() as tmp:
+                    store = Path(tmp) / "t.zarr"
+                    spec = spec_for(store, args.workers, args.n, per_task)
+                    t0 = time.perf_counter()
+                    cpu = (
+                        run_prefect(spec) if mode == "prefect" else run_raw_dask(spec, args.workers)
+                    )
+                    m = metrics(store, args.workers, cpu)
+                    print(
+                        f"| {T:g} | {mode} | {per_task} | {m['n']} | {m['wall_s']:.1f} | "
+                        f"{m['utilisation']:.1%} | {m['sims_per_s']:.1f} | {m['mean_gap_s']:.3f} | "
+                        f"{m['p95_gap_s']:.3f} | {m['flow_cpu_s_per_sim']:.3f} | {m['steps']} |",
+                        flush=True,
+                    )
+                    del t0
+
+
+if __name__ == "__main__":
+    main()
