@@ -372,7 +372,8 @@ class Campaign:
                     if room <= 0:
                         break
                     tick = time.perf_counter()
-                    k = min(packer.size, room)
+                    # Never so large that some workers would get nothing of what is left.
+                    k = min(packer.size, room, max(1, math.ceil(room / workers)))
                     ids = [planned.popleft() for _ in range(min(k, len(planned)))]
                     if len(ids) < k:
                         X, origin = self._select(strategy, sobol, k - len(ids))

@@ -152,24 +152,28 @@ class MaxVarianceStrategy:
         with torch.no_grad():
             # The model called directly gives the latent posterior in standardised units.
             latent = model(Z if m == 1 else Z.unsqueeze(0).expand(m, z, Z.shape[1]))
-            S = latent.covariance_matrix.reshape(m, z, z).clone()
-            noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1)
-            noise = noise.expand(m, 1).reshape(m)
-
-            def observe(i: int) -> None:
-                col = S[:, :, i].clone()
-                S.sub_(col.unsqueeze(-1) * col.unsqueeze(-2) / (col[:, i] + noise)[:, None, None])
-
-            for i in range(c, z):
-                observe(i)
+            S = latent.covariance_matrix.reshape(m, z, z)
+            noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1).expand(m, 1)
+            Scc = S[:, :c, :c].clone()
+            if z > c:
+                # All pending inputs at once: Scc - Scp (Spp + noise I)^-1 Spc.
+                eye = torch.eye(z - c, dtype=DTYPE)
+                L = torch.linalg.cholesky(S[:, c:, c:] + noise[:, :, None] * eye + 1e-9 * eye)
+                A = torch.linalg.solve_triangular(L, S[:, c:, :c], upper=False)
+                Scc -= A.transpose(-1, -2) @ A
             picks: list[int] = []
             for _ in range(n):
-                score = torch.diagonal(S, dim1=-2, dim2=-1)[:, :c].clamp_min(0).sum(0)
+                score = torch.diagonal(Scc, dim1=-2, dim2=-1).clamp_min(0).sum(0)
                 if picks:
                     score[picks] = -1.0
                 best = int(torch.argmax(score))
                 picks.append(best)
-                observe(best)
+                col = Scc[:, :, best].clone()
+                Scc -= (
+                    col.unsqueeze(-1)
+                    * col.unsqueeze(-2)
+                    / (col[:, best : best + 1] + noise)[:, :, None]
+                )
         return self.space.from_unit(C[picks])
 
 
