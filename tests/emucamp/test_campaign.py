@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -180,3 +181,90 @@ def test_campaign_on_a_multi_process_dask_cluster(make_spec, call_log, tmp_path)
     pids = {c["pid"] for c in calls(call_log)}
     assert len(pids) == 2  # both worker processes simulated
     assert len(calls(call_log)) == 14
+
+
+class CountingExecutor(PoolExecutor):
+    """The thread pool, also noting the size of every pack it is given."""
+
+    def __init__(self, runner, workers):
+        super().__init__(runner, workers)
+        self.packs: list[list[int]] = []
+
+    def submit(self, jobs):
+        self.packs.append([j.sample_id for j in jobs])
+        return super().submit(jobs)
+
+
+def worker_gaps(store: Path) -> list[float]:
+    """Seconds each worker waited between its simulations while the budget was not spent."""
+    ds = CampaignStore.open(store).to_xarray().load()
+    start = ds["started_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    end = ds["finished_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    gaps = []
+    workers = ds["worker"].values
+    for worker in set(workers):
+        mine = sorted(zip(start[workers == worker], end[workers == worker], strict=True))
+        gaps += [s1 - e0 for (_, e0), (s1, _) in itertools.pairwise(mine)]
+    return gaps
+
+
+def test_packs_run_several_simulations_per_task_and_record_each(make_spec, call_log, tmp_path):
+    spec = make_spec(execution={"workers": 2, "per_task": 3}, stop={"max_simulations": 20})
+    with Campaign.open(spec) as campaign, CountingExecutor(campaign.runner, 2) as ex:
+        outcome = campaign.run(ex)
+    assert outcome.counts["ok"] == 20
+    sizes = [len(p) for p in ex.packs]
+    assert sum(sizes) == 20 and max(sizes) == 3
+    assert sorted(i for p in ex.packs for i in p) == list(range(20))  # each once
+    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
+    for pack in ex.packs:  # a pack runs in one task: one worker, one after another
+        assert len({ds["worker"].values[i] for i in pack}) == 1
+    assert len(calls(call_log)) == 20
+
+
+def test_auto_pack_size_follows_simulation_and_refill_times():
+    from emucamp.campaign import _PackSizer
+    from emucamp.simulator import SimResult
+
+    def result(seconds: float) -> SimResult:
+        return SimResult(0, {}, started_at=100.0, finished_at=100.0 + seconds)
+
+    sizer = _PackSizer("auto")
+    assert sizer.size == 1  # until something is measured
+    sizer.refilled(0.1)
+    sizer.observed([result(0.5)] * 4)
+    assert sizer.size == 10  # 0.1 s refill <= 2 % of 10 x 0.5 s
+    for _ in range(30):  # times are smoothed: a lasting change moves the size
+        sizer.observed([result(50.0)])
+    assert sizer.size == 1  # slow simulations: one per task is enough
+    for _ in range(60):
+        sizer.observed([result(1e-4)])
+    assert sizer.size == 256  # capped
+    fixed = _PackSizer(4)
+    fixed.observed([result(1e-4)])
+    assert fixed.size == 4
+
+
+def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp_path, monkeypatch):
+    """Each fit takes over a second here; simulations take 0.05 s and must not wait for it."""
+    from emucamp.emulators.gp import GPEmulator
+
+    slow_fit = GPEmulator.fit
+
+    def fit(self, X, Y, warm_start=None):
+        import time
+
+        time.sleep(1.0)
+        return slow_fit(self, X, Y, warm_start)
+
+    monkeypatch.setattr(GPEmulator, "fit", fit)
+    monkeypatch.setenv("EMUCAMP_TEST_DELAY", "0.05")
+    spec = make_spec(stop={"max_simulations": 40}, execution={"workers": 2})
+    outcome = run(spec)
+    assert outcome.counts["ok"] == 40 and len(calls(call_log)) == 40
+    store = CampaignStore.open(tmp_path / "t.zarr")
+    steps = [s.n for s in store.steps()]
+    assert steps == sorted(steps) and steps[-1] == 40  # results that came meanwhile are kept
+    assert len(steps) < 20  # fewer fits than results: fits ran while simulations went on
+    gaps = worker_gaps(tmp_path / "t.zarr")
+    assert max(gaps) < 0.5  # no worker ever waited for a 1 s fit
