@@ -58,6 +58,7 @@ from emucamp.storage import CampaignStore, StepRecord
 __all__ = ["Campaign", "CampaignObserver", "CampaignOutcome", "build_simulator", "stop_rules"]
 
 log = logging.getLogger(__name__)
+_REFIT_GROWTH = 0.10
 
 
 def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: object) -> None:
@@ -439,8 +440,11 @@ class Campaign:
                     if fitted is not None:
                         self._adopt(fitted, obs)
 
-                # Retrain beside the running simulations whenever new results are in.
-                if fit_future is None and self._progress.ok > fitted_on and self._progress.ok >= 2:
+                # Retrain beside the running simulations once enough new results are in: at
+                # least one, and 10 % more than the last fit saw, so that refits (O(n^3))
+                # stay a fraction of the machine however long the campaign runs.
+                enough = max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
+                if fit_future is None and self._progress.ok >= max(enough, 2):
                     fitted_on = self._progress.ok
                     fit_future = fitter.submit(self._fit, *store.completed(), self.emulator)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))

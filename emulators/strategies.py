@@ -28,10 +28,8 @@ import numpy as np
 import torch
 from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
-from botorch.acquisition.objective import ScalarizedPosteriorTransform
 from botorch.models.model import Model
 from botorch.optim.optimize import optimize_acqf_discrete
-from botorch.posteriors.gpytorch import GPyTorchPosterior
 
 from emucamp.emulators.gp import DTYPE, GPEmulator
 from emucamp.space import Space
@@ -91,26 +89,6 @@ class SobolStrategy:
         X = self.space.sobol(n, seed=self.seed, skip=self.drawn)
         self.drawn += n
         return X
-
-
-def _weights(emulator: GPEmulator) -> ScalarizedPosteriorTransform | None:
-    if len(emulator.outputs) == 1:
-        return None
-    w = torch.as_tensor(1.0 / np.maximum(emulator.output_std, 1e-12), dtype=DTYPE)
-    return ScalarizedPosteriorTransform(weights=w)
-
-
-def _unit_bounds(d: int) -> torch.Tensor:
-    return torch.stack([torch.zeros(d, dtype=DTYPE), torch.ones(d, dtype=DTYPE)])
-
-
-def _condition(model: Model, U: torch.Tensor) -> Model:
-    """The model with fantasy observations at ``k x d`` unit points (value: the mean)."""
-    if U.shape[0] == 0:
-        return model
-    with torch.no_grad():
-        Y = cast(GPyTorchPosterior, model.posterior(U)).mean
-    return model.condition_on_observations(X=U, Y=Y)
 
 
 class MaxVarianceStrategy:
