@@ -148,31 +148,33 @@ class CampaignObserver:
 class _PackSizer:
     """How many simulations go into the next task: fixed, or sized from measured times.
 
-    With ``"auto"``, a pack holds enough simulations that the flow's cost of refilling a
-    worker (selection, recording, submitting: an exponential moving average of measured
-    seconds) stays under ``overhead`` of the pack's simulation time.
+    With ``"auto"``, a pack holds enough simulations that the time a worker spends on
+    anything but simulating (the flow's refill, the task's dispatch and bookkeeping: the
+    pack's wall time from submit to result minus its simulation seconds, smoothed) stays
+    under ``overhead`` of the pack's simulation time.
     """
 
     def __init__(self, per_task: int | str, overhead: float = 0.02, limit: int = 256) -> None:
         self.auto = per_task == "auto"
         self.size = 1 if self.auto else int(per_task)
         self.overhead, self.limit = overhead, limit
-        self._refill = 0.0
+        self._task = 0.0
         self._sim = 0.0
 
-    def refilled(self, seconds: float) -> None:
-        """Record the flow-side seconds one refill took."""
-        self._refill = seconds if not self._refill else 0.8 * self._refill + 0.2 * seconds
+    @staticmethod
+    def _smooth(old: float, new: float) -> float:
+        return new if not old else 0.8 * old + 0.2 * new
 
-    def observed(self, results: Sequence[SimResult]) -> None:
-        """Record simulation times and resize the next packs."""
+    def observed(self, results: Sequence[SimResult], task_seconds: float | None = None) -> None:
+        """Record one pack's simulation times and its wall time; resize the next packs."""
         times = [r.seconds for r in results if math.isfinite(r.seconds)]
         if not times:
             return
-        mean = float(np.mean(times))
-        self._sim = mean if not self._sim else 0.8 * self._sim + 0.2 * mean
+        self._sim = self._smooth(self._sim, float(np.mean(times)))
+        if task_seconds is not None:
+            self._task = self._smooth(self._task, max(0.0, task_seconds - float(np.sum(times))))
         if self.auto and self._sim > 0:
-            needed = self._refill / (self.overhead * self._sim)
+            needed = self._task / (self.overhead * self._sim)
             self.size = int(min(self.limit, max(1, math.ceil(needed))))
 
 
@@ -363,6 +365,7 @@ class Campaign:
         budget = spec.stop.max_simulations
         packer = _PackSizer(spec.execution.per_task)
         next_pack = 0
+        sent: dict[int, float] = {}
         interrupted = True
         obs.on_start(self)
         try:
@@ -372,7 +375,6 @@ class Campaign:
                     room = budget - self._progress.finished - self.running
                     if room <= 0:
                         break
-                    tick = time.perf_counter()
                     # Never so large that some workers would get nothing of what is left.
                     k = min(packer.size, room, max(1, math.ceil(room / workers)))
                     ids = [planned.popleft() for _ in range(min(k, len(planned)))]
@@ -385,9 +387,9 @@ class Campaign:
                             store.mark_submitted(sid)
                     future = executor.submit(jobs)
                     self.in_flight[next_pack] = (future, ids)
+                    sent[next_pack] = time.perf_counter()
                     future.add_done_callback(functools.partial(_notify, events, next_pack))
                     next_pack += 1
-                    packer.refilled(time.perf_counter() - tick)
                     obs.on_submit(jobs, self)
 
                 if (
@@ -413,7 +415,9 @@ class Campaign:
                 for kind, payload in batch:
                     if kind == "result":
                         future, ids = self.in_flight.pop(int(payload))
-                        results += self._results_of(future, ids)
+                        pack = self._results_of(future, ids)
+                        packer.observed(pack, time.perf_counter() - sent.pop(int(payload)))
+                        results += pack
                     elif kind == "fit":
                         fit_done = True
                 if results:
@@ -426,7 +430,6 @@ class Campaign:
                         else:
                             p.failed += 1
                             p.errors.append(result.error)
-                    packer.observed(results)
                     for result in results:
                         obs.on_result(result, self)
                 if fit_done:

@@ -231,14 +231,13 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
 
     sizer = _PackSizer("auto")
     assert sizer.size == 1  # until something is measured
-    sizer.refilled(0.1)
-    sizer.observed([result(0.5)] * 4)
-    assert sizer.size == 10  # 0.1 s refill <= 2 % of 10 x 0.5 s
+    sizer.observed([result(0.5)], task_seconds=0.6)  # 0.1 s of the task was not simulating
+    assert sizer.size == 10  # 0.1 s <= 2 % of 10 x 0.5 s
     for _ in range(30):  # times are smoothed: a lasting change moves the size
-        sizer.observed([result(50.0)])
+        sizer.observed([result(50.0)], task_seconds=50.1)
     assert sizer.size == 1  # slow simulations: one per task is enough
     for _ in range(60):
-        sizer.observed([result(1e-4)])
+        sizer.observed([result(1e-4)] * 4, task_seconds=0.1004)
     assert sizer.size == 256  # capped
     fixed = _PackSizer(4)
     fixed.observed([result(1e-4)])
