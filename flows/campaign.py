@@ -22,12 +22,13 @@ from prefect.artifacts import (
     create_progress_artifact,
     update_progress_artifact,
 )
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect_dask.task_runners import DaskTaskRunner
 
 from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
-from emucamp.simulator import SimJob, SimResult, SimulationRunner
+from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
 from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
@@ -181,6 +182,29 @@ class ArtifactObserver(CampaignObserver):
         )
 
 
+def _load_on_worker(runner: SimulationRunner) -> None:
+    import prefect.task_engine  # noqa: F401  # the engine every task run needs
+
+    if isinstance(runner.simulator, PythonSimulator):
+        runner.simulator.load()
+
+
+def _warm_up_workers(runner: SimulationRunner) -> None:
+    """Import Prefect's task engine and the simulator on every Dask worker, once, up front.
+
+    A fresh worker process otherwise pays these imports (seconds on a busy machine) inside
+    its first simulation task, while the flow counts it as running.
+    """
+    context = FlowRunContext.get()
+    task_runner = context.task_runner if context is not None else None
+    if not isinstance(task_runner, DaskTaskRunner):
+        return
+    try:
+        task_runner.client.run(_load_on_worker, runner)
+    except Exception as exc:  # a warm-up is an optimisation, never a reason to fail
+        get_run_logger().warning("warming up Dask workers failed: %s", exc)
+
+
 def _run_name() -> str:
     params = flow_run.parameters or {}
     spec = params.get("spec")
@@ -213,6 +237,7 @@ def campaign_flow(spec: str | dict[str, Any], base_dir: str | None = None) -> di
     """
     campaign_spec = _resolve(spec, base_dir)
     with Campaign.open(campaign_spec) as campaign:
+        _warm_up_workers(campaign.runner)
         observer = ArtifactObserver(campaign_spec)
         outcome = campaign.run(PrefectTaskExecutor(campaign.runner), observer)
     return {
