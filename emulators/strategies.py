@@ -110,9 +110,11 @@ class MaxVarianceStrategy:
     name = "max-variance"
     needs_model = True
 
-    def __init__(self, space: Space, seed: int = 0, candidates: int = 1024) -> None:
+    def __init__(self, space: Space, seed: int = 0, candidates: int = 1024, start: int = 0) -> None:
         self.space, self.seed, self.candidates = space, seed, candidates
-        self._calls = 0
+        # Candidate sets are seeded by a counter that continues across resumed runs
+        # (``start``: points drawn so far), so a rerun never replays earlier candidate sets.
+        self._calls = start
 
     def select(
         self, emulator: GPEmulator | None, n: int, pending: np.ndarray | None = None
@@ -127,6 +129,9 @@ class MaxVarianceStrategy:
         P = self.space.to_unit(pending) if pending is not None and len(pending) else C[:0]
         Z = torch.as_tensor(np.vstack([C, P]), dtype=DTYPE)
         z, c = Z.shape[0], C.shape[0]
+        # A candidate that is already pending is never proposed again, whatever the noise.
+        same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
+        taken = torch.as_tensor(same.all(axis=2).any(axis=1), dtype=torch.bool)
         with torch.no_grad():
             # The model called directly gives the latent posterior in standardised units.
             latent = model(Z if m == 1 else Z.unsqueeze(0).expand(m, z, Z.shape[1]))
@@ -142,6 +147,7 @@ class MaxVarianceStrategy:
             picks: list[int] = []
             for _ in range(n):
                 score = torch.diagonal(Scc, dim1=-2, dim2=-1).clamp_min(0).sum(0)
+                score[taken] = -1.0
                 if picks:
                     score[picks] = -1.0
                 best = int(torch.argmax(score))
@@ -174,10 +180,11 @@ class IntegratedVarianceStrategy:
         seed: int = 0,
         mc_points: int = 256,
         candidates: int = 512,
+        start: int = 0,
     ) -> None:
         self.space, self.seed, self.candidates = space, seed, candidates
         self.mc_points = torch.as_tensor(space.sobol_unit(mc_points, seed=seed + 7919), dtype=DTYPE)
-        self._calls = 0
+        self._calls = start
 
     def select(
         self, emulator: GPEmulator | None, n: int, pending: np.ndarray | None = None
@@ -269,7 +276,7 @@ def make_strategy(
     if name == "sobol":
         return SobolStrategy(space, seed, start=drawn)
     if name == "max-variance":
-        return MaxVarianceStrategy(space, seed)
+        return MaxVarianceStrategy(space, seed, start=drawn)
     if name == "integrated-variance":
-        return IntegratedVarianceStrategy(space, seed, mc_points=mc_points)
+        return IntegratedVarianceStrategy(space, seed, mc_points=mc_points, start=drawn)
     raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -266,6 +268,30 @@ def task_runner_for(spec: CampaignSpec) -> DaskTaskRunner:
     )
 
 
+_REAPER = """
+import os, signal, sys, time
+parent, server = int(sys.argv[1]), int(sys.argv[2])
+while os.getppid() == parent:
+    time.sleep(0.5)
+try:
+    os.kill(server, signal.SIGTERM)
+except ProcessLookupError:
+    pass
+"""
+
+
+def _reaper(server_pid: int) -> subprocess.Popen[bytes]:
+    """A watcher that stops the temporary server if this process dies without cleaning up.
+
+    Dask's worker processes die with their parent; the Prefect server subprocess would not
+    (seen after a SIGKILL of ``emucamp run``), so a tiny child watches for its parent to go.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(os.getpid()), str(server_pid)],
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """Make sure one Prefect API serves the flow and every Dask worker process.
@@ -280,12 +306,15 @@ def prefect_api() -> Iterator[str]:
     """
     url = get_current_settings().api.url
     server = None
+    reaper: subprocess.Popen[bytes] | None = None
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
         server.start()
         url = server.api_url
+        if server.server_process is not None:
+            reaper = _reaper(server.server_process.pid)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     try:
@@ -296,6 +325,9 @@ def prefect_api() -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()
         if server is not None:
             # Send buffered run logs while the server is still there to take them.
             from prefect.logging.handlers import APILogHandler

@@ -90,3 +90,67 @@ def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
         json.loads(emucamp("status", str(store), "--json", env=env, cwd=tmp_path).stdout)["samples"]
         == summary["samples"]
     )
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose environment contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigkilled_run_leaves_no_servers_and_resumes_without_duplicates(tmp_path, sims_dir):
+    import signal
+    import time
+
+    from emucamp.storage import CampaignStore
+
+    shutil.copy(sims_dir / "campaign_sims.py", tmp_path / "campaign_sims.py")
+    spec = SPEC.replace('"campaign_sims:smooth2d"', '"campaign_sims:logged"')
+    spec = spec.replace("target_std = 0.08", "target_std = 0.0001").replace("= 40", "= 24")
+    (tmp_path / "campaign.toml").write_text(spec)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # also marks our processes
+    env["EMUCAMP_TEST_DELAY"] = "0.3"
+    store = tmp_path / "runs" / "cli-demo.zarr"
+
+    proc = subprocess.Popen([EMUCAMP, "run", "campaign.toml"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if store.exists():
+                counts = CampaignStore.open(store).counts()
+                if counts["ok"] >= 6 and counts["pending"] >= 1:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("campaign did not get going")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 15
+    while processes_with(env["PREFECT_HOME"]) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert processes_with(env["PREFECT_HOME"]) == []  # no server or worker outlives the run
+
+    before = CampaignStore.open(store)
+    assert before.counts()["pending"] >= 1
+    done = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)  # the lock is stale: taken
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = CampaignStore.open(store)
+    assert after.counts() == {"pending": 0, "ok": 24, "failed": 0, "timeout": 0}
+    X = after.inputs()
+    assert len(np.unique(X, axis=0)) == len(X) == 24  # nothing run twice into the store
+    np.testing.assert_array_equal(X[: before.n_samples], before.inputs())  # nothing lost
