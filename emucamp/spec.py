@@ -320,7 +320,10 @@ def load_spec(path: str | Path) -> CampaignSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         if path.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)

@@ -252,6 +252,13 @@ def test_missing_file(tmp_path: Path) -> None:
         load_spec(tmp_path / "nope.toml")
 
 
+def test_non_utf8_file_is_named_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(toml().encode() + "# température\n".encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin1\.toml: not UTF-8 text"):
+        load_spec(path)
+
+
 def test_folder_is_not_a_spec_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path)
