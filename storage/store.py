@@ -306,7 +306,6 @@ class CampaignStore:
         self._X = np.column_stack([read(p) for p in self.parameters]) if n else np.empty((0, d))
         self._Y = np.column_stack([read(o) for o in self.outputs]) if n else np.empty((0, m))
         self._status: list[str] = [str(s) for s in read("status")] if n else []
-        self._attempt: list[int] = [int(a) for a in read("attempt")] if n else []
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -349,7 +348,6 @@ class CampaignStore:
         self._X = np.vstack([self._X, X])
         self._Y = np.vstack([self._Y, np.full((k, len(self.outputs)), math.nan)])
         self._status += ["pending"] * k
-        self._attempt += [0] * k
         return list(range(n0, n0 + k))
 
     def mark_submitted(self, sample_id: int) -> None:
@@ -397,7 +395,6 @@ class CampaignStore:
         self._Y[idx] = Y
         for r in results:
             self._status[r.sample_id] = r.status
-            self._attempt[r.sample_id] = r.attempt
 
     def status(self) -> list[str]:
         """Status of every sample, by id."""
@@ -415,10 +412,6 @@ class CampaignStore:
     def inputs(self, ids: Iterable[int] | None = None) -> np.ndarray:
         """``k x d`` inputs of the given samples (all if ``None``)."""
         return self._X.copy() if ids is None else self._X[list(ids)]
-
-    def attempts(self, sample_id: int) -> int:
-        """Attempts recorded for a sample (0 while never finished)."""
-        return self._attempt[sample_id]
 
     def completed(self) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and outputs of the ``ok`` samples: ``n x d`` and ``n x m`` arrays."""
