@@ -250,10 +250,10 @@ class Campaign:
 
     # -- state -----------------------------------------------------------------------------
     def _load_progress(self) -> None:
-        status = self.store.status()
+        counts = self.store.counts()
         p = self._progress
-        p.ok = status.count("ok")
-        p.failed = status.count("failed") + status.count("timeout")
+        p.ok = counts["ok"]
+        p.failed = counts["failed"] + counts["timeout"]
         p.finished = p.ok + p.failed
 
     def state(self) -> CampaignState:
@@ -298,9 +298,7 @@ class Campaign:
     def _select(self, strategy: Strategy, sobol: SobolStrategy, k: int) -> tuple[np.ndarray, str]:
         # Running and failed inputs both count as pending: the first so refills spread out,
         # the second so a failed input is not proposed again unchanged.
-        busy = [
-            i for i, s in enumerate(self.store.status()) if s in ("pending", "failed", "timeout")
-        ]
+        busy = self.store.ids("pending", "failed", "timeout")
         pending = self.store.inputs(busy) if busy else None
         if strategy.needs_model and (self.emulator is None or not self.emulator.fitted):
             return sobol.select(None, k, pending), "sobol"

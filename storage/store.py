@@ -405,9 +405,13 @@ class CampaignStore:
         c = Counter(self._status)
         return {s: c.get(s, 0) for s in ("pending", "ok", "failed", "timeout")}
 
+    def ids(self, *statuses: str) -> list[int]:
+        """Ids of the samples whose status is one of ``statuses``, in order."""
+        return [i for i, s in enumerate(self._status) if s in statuses]
+
     def pending_ids(self) -> list[int]:
         """Ids of samples recorded but not finished (in flight, or lost to a crash)."""
-        return [i for i, s in enumerate(self._status) if s == "pending"]
+        return self.ids("pending")
 
     def inputs(self, ids: Iterable[int] | None = None) -> np.ndarray:
         """``k x d`` inputs of the given samples (all if ``None``)."""
