@@ -91,12 +91,14 @@ def run_prefect(spec: Any) -> float:
 
 
 def run_raw_dask(spec: Any, workers: int) -> float:
+    import dask
     from distributed import Client, LocalCluster
 
     from emucamp.campaign import Campaign
     from emucamp.executors import DaskExecutor
 
     with (
+        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                      dashboard_address=None, host="127.0.0.1") as cluster,
         Client(cluster) as client,

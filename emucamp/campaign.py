@@ -65,6 +65,26 @@ def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: objec
     events.put(("result", sample_id))
 
 
+def _gap_before(
+    pack: Sequence[SimResult], submitted: float, ends: dict[str, float]
+) -> float | None:
+    """Seconds the pack's worker waited before the pack's first simulation started.
+
+    Measured from the worker's previous simulation end (same clock: same worker), so it
+    includes the flow's refill when nothing was queued; from the submission for a worker's
+    first pack. Updates ``ends``.
+    """
+    starts = [r.started_at for r in pack if math.isfinite(r.started_at)]
+    finished = [r.finished_at for r in pack if math.isfinite(r.finished_at)]
+    worker = pack[0].worker if pack else ""
+    if not starts or not worker:
+        return None
+    before = ends.get(worker, submitted)
+    if finished:
+        ends[worker] = max(finished)
+    return max(0.0, min(starts) - before)
+
+
 def build_simulator(spec: CampaignSpec, check: bool = True) -> PythonSimulator | CommandSimulator:
     """The spec's simulator; with ``check``, a Python import path is imported now.
 
@@ -146,36 +166,76 @@ class CampaignObserver:
 
 
 class _PackSizer:
-    """How many simulations go into the next task: fixed, or sized from measured times.
+    """How many simulations go into each task, and how many tasks wait queued.
 
-    With ``"auto"``, a pack holds enough simulations that the time a worker spends on
-    anything but simulating (the flow's refill, the task's dispatch and bookkeeping: the
-    pack's wall time from submit to result minus its simulation seconds, smoothed) stays
-    under ``overhead`` of the pack's simulation time.
+    With ``"auto"``, a pack holds enough simulations that a worker's time between two
+    simulations of different packs (the flow's refill, the task's dispatch and set-up: the
+    gap from its previous simulation's end to the pack's first start, smoothed) stays under
+    ``overhead`` of the pack's simulation time. Whenever that gap shows (over ``overhead`` of
+    a pack, and always with ``"auto"`` until measured), one more pack per worker is kept
+    queued so a worker starts its next pack while the flow is still preparing the one after:
+    the flow's refill then costs workers nothing. Long simulations (gap well under 2 %) run
+    with no queue, so every selection sees the newest model.
     """
 
     def __init__(self, per_task: int | str, overhead: float = 0.02, limit: int = 256) -> None:
         self.auto = per_task == "auto"
         self.size = 1 if self.auto else int(per_task)
         self.overhead, self.limit = overhead, limit
-        self._task = 0.0
+        self.queue = False
+        self.measured = False
+        self._gap = 0.0
         self._sim = 0.0
 
     @staticmethod
     def _smooth(old: float, new: float) -> float:
         return new if not old else 0.8 * old + 0.2 * new
 
-    def observed(self, results: Sequence[SimResult], task_seconds: float | None = None) -> None:
-        """Record one pack's simulation times and its wall time; resize the next packs."""
+    def slots(self, workers: int, planned: int = 0) -> int:
+        """Packs to keep submitted: one per worker, plus one queued per worker if it pays.
+
+        Planned inputs (the initial design, a resumed campaign's pending rows) do not
+        depend on the model, so they are always queued.
+        """
+        return 2 * workers if self.queue or planned else workers
+
+    def sizes(self, room: int, free: int, workers: int, planned: int = 0) -> list[int]:
+        """Sizes of the next ``free`` packs when ``room`` simulations are left to hand out.
+
+        Guided self-scheduling: no pack is larger than one worker's equal share of what is
+        left, so packs shrink towards the end and the workers finish together. With
+        ``"auto"`` and nothing measured yet, only the ``planned`` inputs go out, spread
+        evenly over the workers.
+        """
+        if self.auto and not self.measured:
+            n = min(room, planned)
+            packs = min(free, workers, n)
+            return [len(p) for p in np.array_split(np.arange(n), packs)] if packs > 0 else []
+        out: list[int] = []
+        for _ in range(free):
+            if room <= 0:
+                break
+            k = min(self.size, room, max(1, math.ceil(room / workers)))
+            out.append(k)
+            room -= k
+        return out
+
+    def observed(self, results: Sequence[SimResult], gap: float | None = None) -> None:
+        """Record one pack's simulation times and the worker's wait before it; resize."""
         times = [r.seconds for r in results if math.isfinite(r.seconds)]
         if not times:
             return
         self._sim = self._smooth(self._sim, float(np.mean(times)))
-        if task_seconds is not None:
-            self._task = self._smooth(self._task, max(0.0, task_seconds - float(np.sum(times))))
-        if self.auto and self._sim > 0:
-            needed = self._task / (self.overhead * self._sim)
+        if gap is not None and math.isfinite(gap):
+            self._gap = self._smooth(self._gap, max(0.0, gap))
+        if self._sim <= 0:
+            return
+        self.measured = True
+        if self.auto:
+            needed = self._gap / (self.overhead * self._sim)
             self.size = int(min(self.limit, max(1, math.ceil(needed))))
+        if self._gap > self.overhead * self.size * self._sim:
+            self.queue = True
 
 
 @dataclass
@@ -363,32 +423,37 @@ class Campaign:
         budget = spec.stop.max_simulations
         packer = _PackSizer(spec.execution.per_task)
         next_pack = 0
-        sent: dict[int, float] = {}
+        sent: dict[int, float] = {}  # pack -> wall-clock submit time
+        ends: dict[str, float] = {}  # worker -> end of its latest simulation
         interrupted = True
         obs.on_start(self)
         try:
             while True:
-                # Refill every free worker at once, one pack per worker.
-                while decision is None and len(self.in_flight) < workers:
-                    room = budget - self._progress.finished - self.running
-                    if room <= 0:
-                        break
-                    # Never so large that some workers would get nothing of what is left.
-                    k = min(packer.size, room, max(1, math.ceil(room / workers)))
-                    ids = [planned.popleft() for _ in range(min(k, len(planned)))]
-                    if len(ids) < k:
-                        X, origin = self._select(strategy, sobol, k - len(ids))
+                # Refill every free slot at once: one selection and one store write for the
+                # whole round, then one task per pack.
+                free = packer.slots(workers, len(planned)) - len(self.in_flight)
+                room = budget - self._progress.finished - self.running
+                sizes = packer.sizes(room, free, workers, len(planned)) if decision is None else []
+                if sizes:
+                    total = sum(sizes)
+                    ids = [planned.popleft() for _ in range(min(total, len(planned)))]
+                    if len(ids) < total:
+                        X, origin = self._select(strategy, sobol, total - len(ids))
                         ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
-                    jobs = [SimJob(sid, self._inputs_of(sid)) for sid in ids]
                     for sid in ids:
                         if sid in resumed:
                             store.mark_submitted(sid)
-                    future = executor.submit(jobs)
-                    self.in_flight[next_pack] = (future, ids)
-                    sent[next_pack] = time.perf_counter()
-                    future.add_done_callback(functools.partial(_notify, events, next_pack))
-                    next_pack += 1
-                    obs.on_submit(jobs, self)
+                    start = 0
+                    for k in sizes:
+                        pack = ids[start : start + k]
+                        start += k
+                        jobs = [SimJob(sid, self._inputs_of(sid)) for sid in pack]
+                        future = executor.submit(jobs)
+                        self.in_flight[next_pack] = (future, pack)
+                        sent[next_pack] = time.time()
+                        future.add_done_callback(functools.partial(_notify, events, next_pack))
+                        next_pack += 1
+                        obs.on_submit(jobs, self)
 
                 if (
                     not self.in_flight
@@ -414,7 +479,7 @@ class Campaign:
                     if kind == "result":
                         future, ids = self.in_flight.pop(int(payload))
                         pack = self._results_of(future, ids)
-                        packer.observed(pack, time.perf_counter() - sent.pop(int(payload)))
+                        packer.observed(pack, _gap_before(pack, sent.pop(int(payload)), ends))
                         results += pack
                     elif kind == "fit":
                         fit_done = True

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -358,7 +359,9 @@ def run_campaign(
         argument, base_dir = campaign_spec.to_json_dict(), str(campaign_spec.base_dir)
     else:
         argument, base_dir = str(Path(spec).resolve()), None
-    with prefect_api():
+    # Hold queued tasks on the scheduler until a worker is free (Dask's default sends up to
+    # two per worker), so a queued pack starts on whichever worker finishes first.
+    with prefect_api(), dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
         configured = campaign_flow.with_options(
             task_runner=runner,  # type: ignore[arg-type]  # prefect-dask's future type is narrower
             flow_run_name=campaign_spec.campaign.name,

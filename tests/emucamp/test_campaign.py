@@ -151,8 +151,10 @@ def test_too_many_failures_stop_the_campaign_with_the_commonest_error(make_spec,
     outcome = run(spec)
     assert outcome.rule == "max_failure_rate"
     assert "RuntimeError: mesh generation failed" in outcome.reason
-    # The rule may judge after 10; the one still running then (2 workers) is drained.
-    assert 10 <= outcome.counts["failed"] <= 11
+    # The rule may judge after 10; what is still submitted then is drained: the initial
+    # design is queued one pack per worker ahead (2 workers, packs of 1).
+    assert 10 <= outcome.counts["failed"] <= 13
+    assert outcome.counts["pending"] == 0
 
 
 def test_sobol_baseline_ignores_the_model(make_spec, tmp_path):
@@ -230,18 +232,43 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
         return SimResult(0, {}, started_at=100.0, finished_at=100.0 + seconds)
 
     sizer = _PackSizer("auto")
-    assert sizer.size == 1  # until something is measured
-    sizer.observed([result(0.5)], task_seconds=0.6)  # 0.1 s of the task was not simulating
+    # Until something is measured only the planned design goes out, spread over the workers.
+    assert sizer.sizes(room=100, free=16, workers=4, planned=10) == [3, 3, 2, 2]
+    assert sizer.slots(workers=4, planned=10) == 8 and sizer.slots(workers=4) == 4
+    sizer.observed([result(0.5)], gap=0.1)  # the worker waited 0.1 s before this pack
     assert sizer.size == 10  # 0.1 s <= 2 % of 10 x 0.5 s
     for _ in range(30):  # times are smoothed: a lasting change moves the size
-        sizer.observed([result(50.0)], task_seconds=50.1)
+        sizer.observed([result(50.0)], gap=0.1)
     assert sizer.size == 1  # slow simulations: one per task is enough
     for _ in range(60):
-        sizer.observed([result(1e-4)] * 4, task_seconds=0.1004)
+        sizer.observed([result(1e-4)] * 4, gap=0.1)
     assert sizer.size == 256  # capped
+    assert sizer.queue and sizer.slots(workers=4) == 8  # the gap shows: queue one per worker
+    # Guided self-scheduling: no pack above a worker's share of what is left.
+    assert sizer.sizes(room=40, free=8, workers=4) == [10, 8, 6, 4, 3, 3, 2, 1]
     fixed = _PackSizer(4)
     fixed.observed([result(1e-4)])
     assert fixed.size == 4
+    slow = _PackSizer(1)
+    slow.observed([result(3600.0)], gap=0.3)
+    assert not slow.queue and slow.slots(workers=4) == 4  # hours-long runs: never queued
+
+
+def test_gap_before_a_pack_is_measured_on_its_worker_clock():
+    from emucamp.campaign import _gap_before
+    from emucamp.simulator import SimResult
+
+    ends: dict[str, float] = {}
+    first = [SimResult(0, {}, started_at=10.5, finished_at=11.0, worker="w1")]
+    assert _gap_before(first, submitted=10.0, ends=ends) == 0.5  # from submit: first pack
+    second = [
+        SimResult(1, {}, started_at=11.2, finished_at=12.0, worker="w1"),
+        SimResult(2, {}, started_at=12.0, finished_at=13.0, worker="w1"),
+    ]
+    # queued before w1 finished: measured from w1's last end, not from the submission
+    assert _gap_before(second, submitted=10.1, ends=ends) == pytest.approx(0.2)
+    assert ends == {"w1": 13.0}
+    assert _gap_before([SimResult(3, {}, status="failed", worker="w1")], 0.0, ends) is None
 
 
 def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp_path, monkeypatch):
