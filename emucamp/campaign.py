@@ -93,7 +93,12 @@ def build_simulator(spec: CampaignSpec, check: bool = True) -> PythonSimulator |
     """
     sim = spec.simulator
     if sim.function is not None:
-        py = PythonSimulator(sim.function, search_path=(str(spec.base_dir),))
+        py = PythonSimulator(
+            sim.function,
+            search_path=(str(spec.base_dir),),
+            isolate=sim.isolate,
+            timeout=sim.timeout,
+        )
         if check:
             py.load()
         return py

@@ -35,6 +35,7 @@ __all__ = [
     "SimulationRunner",
     "Simulator",
     "Status",
+    "describe_error",
     "run_simulation",
 ]
 
@@ -114,13 +115,21 @@ class PythonSimulator:
     object pickles as two strings. ``search_path`` folders are put on ``sys.path`` first:
     a spec's own folder is, so ``function = "mysim:run"`` finds ``mysim.py`` beside it.
 
+    With ``isolate``, each run happens in a fresh Python subprocess (its own session),
+    which is killed with its whole process group after ``timeout`` seconds: use it for
+    code that may hang, leak or crash the interpreter (a segfault fails that one run, not
+    the worker). It costs a Python start-up per run (~50-100 ms plus the module's own
+    imports).
+
     Note:
-        ``timeout`` is not enforced for a Python callable that runs in a worker thread
-        (a thread cannot be stopped); use a ``command`` simulator for code that may hang.
+        Without ``isolate``, ``timeout`` cannot be enforced on a Python callable (it runs in
+        the worker's thread and a thread cannot be stopped).
     """
 
     target: str
     search_path: tuple[str, ...] = ()
+    isolate: bool = False
+    timeout: float = 3600.0
 
     def load(self) -> Any:
         """Import and return the callable; raise :class:`SimulatorError` if it cannot be."""
@@ -151,12 +160,57 @@ class PythonSimulator:
         return obj
 
     def __call__(self, **params: float) -> float | Mapping[str, float]:
-        """Run the callable with the parameters as keywords."""
+        """Run the callable with the parameters as keywords (in a subprocess if isolated)."""
+        if self.isolate:
+            return self._run_isolated(params)
         fn = _resolved.get(self)
         if fn is None:
             fn = _resolved[self] = self.load()
         result: float | Mapping[str, float] = fn(**params)
         return result
+
+    def _run_isolated(self, params: Mapping[str, float]) -> float | Mapping[str, float]:
+        import tempfile
+
+        request = json.dumps(
+            {"target": self.target, "search_path": list(self.search_path), "params": params}
+        )
+        with tempfile.TemporaryDirectory(prefix="emucamp-isolated-") as tmp:
+            result_path = Path(tmp) / "result.json"
+            with open(Path(tmp) / "stderr.txt", "w+b") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "emucamp.isolated", str(result_path)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    start_new_session=True,
+                )
+                try:
+                    proc.communicate(request.encode(), timeout=self.timeout)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    raise SimulationTimeout(
+                        f"isolated simulator exceeded timeout of {self.timeout:g} s and was killed"
+                    ) from None
+                except BaseException:
+                    _kill_group(proc)
+                    raise
+                # The run is over; anything it left running in its group goes with it.
+                _kill_group(proc)
+            if not result_path.exists():
+                code = proc.returncode
+                how = f"signal {-code}" if code < 0 else f"code {code}"
+                tail = _tail(Path(tmp) / "stderr.txt")
+                raise RuntimeError(f"isolated simulator process died ({how}); stderr tail: {tail}")
+            reply = json.loads(result_path.read_text())
+        if "error" in reply:
+            raise IsolatedSimulationError(str(reply["error"]))
+        value: float | Mapping[str, float] = reply["value"]
+        return value
+
+
+class IsolatedSimulationError(Exception):
+    """A simulator raised inside its isolated subprocess; the message is the child's."""
 
 
 # Per-process cache: importing the target once per worker, not once per simulation.
@@ -315,6 +369,13 @@ def _as_finite(name: str, value: Any, required: bool) -> float:
     return number
 
 
+def describe_error(exc: BaseException) -> str:
+    """``"Type: message (at file:line)"`` of where a simulator raised, as stored."""
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    loc = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{loc}"[-_TAIL_CHARS:]
+
+
 def run_simulation(
     simulator: Simulator | CommandSimulator,
     job: SimJob,
@@ -344,11 +405,10 @@ def run_simulation(
         status, error = "timeout", str(exc)
     except KeyboardInterrupt:
         raise
+    except IsolatedSimulationError as exc:
+        status, error = "failed", str(exc)[-_TAIL_CHARS:]
     except BaseException as exc:  # a simulator's SystemExit is data too
-        status = "failed"
-        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        loc = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
-        error = f"{type(exc).__name__}: {exc}{loc}"[-_TAIL_CHARS:]
+        status, error = "failed", describe_error(exc)
     return SimResult(
         sample_id=job.sample_id,
         inputs=dict(job.inputs),

@@ -86,6 +86,11 @@ class SimulatorSection(_Section):
     )
     timeout: float = Field(default=3600.0, gt=0, description="Seconds per simulation.")
     retries: int = Field(default=0, ge=0, le=100, description="Re-runs of a failed simulation.")
+    isolate: bool = Field(
+        default=False,
+        description="Run each call of 'function' in its own subprocess, killed at 'timeout' "
+        "(for Python code that may hang or crash the interpreter).",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SimulatorSection:
@@ -99,6 +104,8 @@ class SimulatorSection(_Section):
             )
         if self.command is not None and (not self.command or not self.command[0].strip()):
             raise ValueError("command must name a program")
+        if self.isolate and self.command is not None:
+            raise ValueError("isolate applies to 'function'; a command runs in its own process")
         return self
 
 

@@ -7,6 +7,8 @@ Layout (``xarray.open_zarr(path)`` reads the root as a Dataset)::
     <output>    (sample)            float64  one variable per declared output (NaN unless ok)
     status      (sample)            str      pending | ok | failed | timeout
     error, worker, origin (sample)  str
+    extra       (sample)            str      JSON object of outputs the simulator returned
+                                             beyond the declared ones ("" if none)
     iteration, attempt (sample)     int32
     submitted_at, started_at, finished_at (sample)   float64 seconds since the epoch (CF units)
     step        (step)              int64    retraining index
@@ -26,6 +28,7 @@ per recorded result, and no consolidated metadata is kept (it would go stale).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
 import time
@@ -51,7 +54,7 @@ __all__ = ["SCHEMA_VERSION", "CampaignStore", "EmulatorState", "StepRecord"]
 SCHEMA_VERSION = 1
 _CHUNK = 512
 _TIME_UNITS = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
-_STR_FIELDS = ("status", "error", "worker", "origin")
+_STR_FIELDS = ("status", "error", "worker", "origin", "extra")
 _INT_FIELDS = ("iteration", "attempt")
 _TIME_FIELDS = ("submitted_at", "started_at", "finished_at")
 _STEP_SCALARS = ("step_n", "step_time", "step_fit_seconds")
@@ -130,6 +133,8 @@ class CampaignStore:
         n = int(attrs.get("n_samples", 0))
         self._n_steps = int(attrs.get("n_steps", 0))
         if writable:
+            if "extra" not in group:  # a store from before extra outputs were kept
+                self._add_extra_array(n)
             self._repair(n)
         self._load_mirror(n)
 
@@ -279,8 +284,15 @@ class CampaignStore:
 
     # -- consistency ---------------------------------------------------------------------
     def _sample_arrays(self) -> list[str]:
-        return ["sample", *self.parameters, *self.outputs, *_STR_FIELDS, *_INT_FIELDS,
-                *_TIME_FIELDS]  # fmt: skip
+        names = ["sample", *self.parameters, *self.outputs, *_STR_FIELDS, *_INT_FIELDS,
+                 *_TIME_FIELDS]  # fmt: skip
+        return [name for name in names if name != "extra" or "extra" in self._group]
+
+    def _add_extra_array(self, n: int) -> None:
+        self._group.create_array(
+            "extra", shape=(n,), chunks=(_CHUNK,), dtype=str, fill_value="",
+            dimension_names=("sample",),
+        )  # fmt: skip
 
     def _step_arrays(self) -> list[str]:
         return ["step", *_STEP_SCALARS, *_STEP_PER_OUTPUT, "step_lengthscale"]
@@ -335,6 +347,7 @@ class CampaignStore:
             error=np.array([""] * k, dtype=object),
             worker=np.array([""] * k, dtype=object),
             origin=np.array([origin] * k, dtype=object),
+            extra=np.array([""] * k, dtype=object),
             iteration=np.full(k, iteration, dtype=np.int32),
             attempt=np.zeros(k, dtype=np.int32),
             submitted_at=np.full(k, now),
@@ -384,6 +397,7 @@ class CampaignStore:
         columns += [
             ("error", np.array([r.error for r in results], dtype=object)),
             ("worker", np.array([r.worker for r in results], dtype=object)),
+            ("extra", np.array([self._extras_json(r) for r in results], dtype=object)),
             ("attempt", np.array([r.attempt for r in results], dtype=np.int32)),
             ("started_at", np.array([r.started_at for r in results])),
             ("finished_at", np.array([r.finished_at for r in results])),
@@ -395,6 +409,23 @@ class CampaignStore:
         self._Y[idx] = Y
         for r in results:
             self._status[r.sample_id] = r.status
+
+    def _extras_json(self, result: SimResult) -> str:
+        extras = {k: v for k, v in result.outputs.items() if k not in self.outputs}
+        return json.dumps(extras) if extras else ""
+
+    def extra_outputs(self) -> dict[str, np.ndarray]:
+        """Outputs the simulator returned beyond the declared ones: ``name -> n`` floats.
+
+        Kept for the record and for analysis; the emulator never trains on them. A sample
+        without a value for a name (failed, pending, or not returned) holds NaN.
+        """
+        n = self.n_samples
+        if "extra" not in self._group or n == 0:
+            return {}
+        rows = [json.loads(text) if text else {} for text in self._array("extra")[:n]]
+        names = sorted({name for row in rows for name in row})
+        return {name: np.array([float(row.get(name, math.nan)) for row in rows]) for name in names}
 
     def status(self) -> list[str]:
         """Status of every sample, by id."""

@@ -294,3 +294,30 @@ def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp
     assert len(steps) < 20  # fewer fits than results: fits ran while simulations went on
     gaps = worker_gaps(tmp_path / "t.zarr")
     assert max(gaps) < 0.5  # no worker ever waited for a 1 s fit
+
+
+def test_extra_outputs_are_kept_in_the_store_and_ignored_by_the_emulator(make_spec, tmp_path):
+    outcome = run(make_spec(simulator={"function": "campaign_sims:with_extras"}))
+    assert outcome.counts["ok"] == 40
+    store = CampaignStore.open(tmp_path / "t.zarr")
+    extras = store.extra_outputs()
+    assert set(extras) == {"iterations", "residual"}
+    assert np.all(extras["iterations"] == 7.0)
+    X = store.inputs()
+    assert np.allclose(extras["residual"], np.abs(X[:, 0] - X[:, 1]) * 1e-6)
+    emulator = load_emulator(tmp_path / "t.zarr")
+    assert emulator.outputs == ["y"] and emulator.n == 40  # trained on the declared output
+
+
+def test_isolated_hanging_simulations_time_out_and_the_campaign_goes_on(
+    make_spec, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("EMUCAMP_TEST_LOG", str(tmp_path / "pid"))
+    spec = make_spec(
+        simulator={"function": "campaign_sims:hangs", "isolate": True, "timeout": 1.0},
+        stop={"max_simulations": 12, "max_failure_rate": 0.5, "failure_rate_after": 4},
+    )
+    outcome = run(spec)
+    assert outcome.rule == "max_failure_rate"
+    assert "timeout" in outcome.reason
+    assert outcome.counts["timeout"] >= 4 and outcome.counts["pending"] == 0

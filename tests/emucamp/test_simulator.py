@@ -542,3 +542,48 @@ def test_command_fills_template_without_running(tmp_path: Path) -> None:
 def test_command_simulator_pickles(tmp_path: Path) -> None:
     sim = CommandSimulator(("{python}", "sim.py"), str(tmp_path), timeout=5.0, base_dir="/x")
     assert pickle.loads(pickle.dumps(sim)) == sim
+
+
+# -- isolated Python simulators -----------------------------------------------------------
+
+
+def isolated(sims_dir: Path, name: str, timeout: float = 60.0) -> PythonSimulator:
+    return PythonSimulator(
+        f"campaign_sims:{name}", search_path=(str(sims_dir),), isolate=True, timeout=timeout
+    )
+
+
+def test_isolated_run_returns_what_the_function_returns(sims_dir: Path) -> None:
+    record = run_simulation(isolated(sims_dir, "with_extras"), job(x1=0.25, x2=0.5), ["y"])
+    assert record.ok, record.error
+    assert record.outputs["y"] == pytest.approx(math.sin(0.75) + math.cos(1.0) + 0.0625)
+    assert record.outputs["iterations"] == 7.0
+
+
+def test_isolated_exception_is_stored_with_type_message_and_place(sims_dir: Path) -> None:
+    record = run_simulation(isolated(sims_dir, "always_fails"), job(x1=0.1, x2=0.2), ["y"])
+    assert record.status == "failed"
+    assert record.error.startswith("RuntimeError: mesh generation failed")
+    assert "campaign_sims.py:" in record.error
+
+
+def test_hanging_isolated_simulator_is_killed_at_its_timeout(
+    sims_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "pid"
+    monkeypatch.setenv("EMUCAMP_TEST_LOG", str(pid_file))
+    t0 = time.monotonic()
+    record = run_simulation(isolated(sims_dir, "hangs", timeout=1.5), job(x1=0.1, x2=0.2), ["y"])
+    assert record.status == "timeout" and "1.5 s" in record.error
+    assert time.monotonic() - t0 < 30  # not the 600 s the function sleeps
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # the hung interpreter is gone
+        os.kill(pid, 0)
+
+
+def test_isolated_interpreter_crash_fails_one_run_not_the_worker(sims_dir: Path) -> None:
+    sim = isolated(sims_dir, "crashes_interpreter")
+    record = run_simulation(sim, job(x1=0.1, x2=0.2), ["y"])
+    assert record.status == "failed"
+    assert "signal 11" in record.error
+    assert pickle.loads(pickle.dumps(sim)) == sim  # ships to Dask workers as before

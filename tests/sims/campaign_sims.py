@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
+from pathlib import Path
 
 
 def smooth2d(x1: float, x2: float) -> float:
@@ -52,3 +54,21 @@ def fails_on_right(x1: float, x2: float) -> float:
 def always_fails(x1: float, x2: float) -> float:
     """A broken simulator."""
     raise RuntimeError("mesh generation failed")
+
+
+def hangs(x1: float, x2: float) -> float:
+    """Write this process's id where EMUCAMP_TEST_LOG says, then hang."""
+    Path(os.environ["EMUCAMP_TEST_LOG"]).write_text(str(os.getpid()))
+    time.sleep(600)
+    return 0.0
+
+
+def crashes_interpreter(x1: float, x2: float) -> float:
+    """Die the way a segfaulting extension does."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return 0.0
+
+
+def with_extras(x1: float, x2: float) -> dict[str, float]:
+    """The declared output plus two the campaign did not ask for."""
+    return {"y": smooth2d(x1, x2), "iterations": 7.0, "residual": abs(x1 - x2) * 1e-6}

@@ -213,3 +213,19 @@ def test_any_sequence_of_records_reads_back_identically(tmp_path_factory, rows):
             assert ds["u"].values[i] == y and ds["v"].values[i] == -y
         else:
             assert math.isnan(ds["u"].values[i])
+
+
+def test_a_store_from_before_extra_outputs_gains_the_column_on_reopen(store, tmp_path):
+    store.add_pending(np.array([[0.1, 1.0], [0.2, 2.0]]), 0, "initial")
+    store.record(ok_result(0, 0.1, 1.0, 5.0, 6.0))
+    store.close()
+    group = zarr.open_group(tmp_path / "c.zarr", mode="r+")
+    del group["extra"]  # what a store written before the column existed looks like
+    assert CampaignStore.open(tmp_path / "c.zarr").extra_outputs() == {}
+    with CampaignStore.open(tmp_path / "c.zarr", mode="a") as reopened:
+        result = ok_result(1, 0.2, 2.0, 7.0, 8.0)
+        result.outputs["cost"] = 3.5
+        reopened.record(result)
+        assert reopened.counts()["ok"] == 2
+    extras = CampaignStore.open(tmp_path / "c.zarr").extra_outputs()
+    assert list(extras) == ["cost"] and np.isnan(extras["cost"][0]) and extras["cost"][1] == 3.5
