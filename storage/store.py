@@ -576,8 +576,24 @@ class CampaignStore:
         """The store as an :class:`xarray.Dataset` (dimensions ``sample``, ``step``, ...)."""
         import xarray as xr
 
-        dataset: xr.Dataset = xr.open_zarr(self.path, consolidated=False)
+        try:
+            dataset: xr.Dataset = xr.open_zarr(self.path, consolidated=False)
+        except ValueError:
+            # Read-only view of a store whose writer died mid-append (rows past the
+            # committed count; the next writer trims them): read the committed rows.
+            return self._committed_dataset()
         return dataset
+
+    def _committed_dataset(self) -> xr.Dataset:
+        import xarray as xr
+
+        rows = {"sample": self.n_samples, "step": self._n_steps}
+        variables = {}
+        for name, array in self._group.arrays():
+            dims = tuple(str(d) for d in array.metadata.dimension_names or ())  # type: ignore[union-attr]
+            index = tuple(slice(0, rows[d]) if d in rows else slice(None) for d in dims)
+            variables[name] = xr.Variable(dims, np.asarray(array[index]), attrs=dict(array.attrs))
+        return xr.decode_cf(xr.Dataset(variables, attrs=dict(self._group.attrs)))
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary: counts, latest diagnostics, stop reason, emulator."""

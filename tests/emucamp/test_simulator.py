@@ -587,3 +587,35 @@ def test_isolated_interpreter_crash_fails_one_run_not_the_worker(sims_dir: Path)
     assert record.status == "failed"
     assert "signal 11" in record.error
     assert pickle.loads(pickle.dumps(sim)) == sim  # ships to Dask workers as before
+
+
+# -- no shell, ever -----------------------------------------------------------------------
+
+HOSTILE = ["$(touch pwned1)", "1; touch pwned2", "`touch pwned3`", "a b  c", "*", "|| touch pwned4"]
+
+
+def test_shell_metacharacters_reach_the_program_as_literal_arguments(
+    tmp_path: Path, workdir: Path
+) -> None:
+    script(tmp_path, "sim.py", ARGV_DUMP)
+    argv = ("{python}", "{spec_dir}/sim.py", *HOSTILE, "{a}")
+    sim = CommandSimulator(argv, str(workdir), timeout=30, base_dir=str(tmp_path))
+    result = run_simulation(sim, SimJob(1, {"a": 0.5}), ["y"])
+    assert result.ok, result.error
+    argv = json.loads((workdir / "sample-000001" / "argv.json").read_text())["argv"]
+    assert argv == [*HOSTILE, "0.5"]  # one argument each, byte for byte, nothing expanded
+    assert not list(tmp_path.rglob("pwned*"))
+
+
+@pytest.mark.parametrize("value", ["1; rm -rf ~", "$(touch pwned)"])
+def test_a_non_numeric_parameter_value_never_reaches_the_program(
+    tmp_path: Path, workdir: Path, value: str
+) -> None:
+    script(tmp_path, "sim.py", ARGV_DUMP)
+    sim = CommandSimulator(
+        ("{python}", "{spec_dir}/sim.py", "{a}"), str(workdir), base_dir=str(tmp_path)
+    )
+    result = run_simulation(sim, SimJob(2, {"a": value}), ["y"])  # type: ignore[dict-item]
+    assert result.status == "failed" and "could not convert string to float" in result.error
+    assert not (workdir / "sample-000002" / "argv.json").exists()
+    assert not list(tmp_path.rglob("pwned*"))

@@ -148,3 +148,31 @@ def test_failed_simulations_are_retried_by_prefect_and_recorded(prefect_api, tmp
     failed_names = {t.name for t in task_runs if t.state is not None and t.state.is_failed()}
     expected = {f"sample-{i}" for i in np.flatnonzero(failed)}
     assert failed_names == expected  # failed simulations are findable by sample id
+
+
+def test_a_killed_dask_worker_costs_nothing(prefect_api, tmp_path, sims_dir, monkeypatch):
+    """SIGKILL the worker process in the middle of a simulation: Dask reruns it elsewhere."""
+    from emucamp.flows import run_campaign
+
+    log, marker = tmp_path / "calls.jsonl", tmp_path / "killed.json"
+    monkeypatch.setenv("EMUCAMP_TEST_LOG", str(log))
+    monkeypatch.setenv("EMUCAMP_TEST_KILL", str(marker))
+    spec = spec_for(
+        tmp_path,
+        sims_dir,
+        "worker-kill",
+        simulator={"function": "campaign_sims:kills_its_worker_once"},
+        stop={"max_simulations": 16, "target_std": None},
+    )
+    outcome = run_campaign(spec)
+
+    killed = json.loads(marker.read_text())
+    assert outcome["rule"] == "max_simulations"
+    store = CampaignStore.open(tmp_path / "worker-kill.zarr")
+    assert store.counts() == {"pending": 0, "ok": 16, "failed": 0, "timeout": 0}
+    X = store.inputs()
+    rerun = np.flatnonzero((X[:, 0] == killed["x1"]) & (X[:, 1] == killed["x2"]))
+    assert len(rerun) == 1  # the killed input is one row, recorded ok after the rerun
+    workers = {json.loads(line)["pid"] for line in log.read_text().splitlines()}
+    assert killed["pid"] not in workers  # its result came from another process
+    assert len(log.read_text().splitlines()) == 16  # every other simulation ran once

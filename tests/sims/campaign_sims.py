@@ -72,3 +72,20 @@ def crashes_interpreter(x1: float, x2: float) -> float:
 def with_extras(x1: float, x2: float) -> dict[str, float]:
     """The declared output plus two the campaign did not ask for."""
     return {"y": smooth2d(x1, x2), "iterations": 7.0, "residual": abs(x1 - x2) * 1e-6}
+
+
+def kills_its_worker_once(x1: float, x2: float) -> dict[str, float]:
+    """:func:`logged`, except that the first call of the campaign SIGKILLs its own process.
+
+    ``$EMUCAMP_TEST_KILL`` names a marker file: created (atomically) by the one call that
+    kills its worker, so every later call, including the rerun of that input, succeeds.
+    """
+    marker = os.environ["EMUCAMP_TEST_KILL"]
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return logged(x1, x2)
+    os.write(fd, json.dumps({"pid": os.getpid(), "x1": x1, "x2": x2}).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}

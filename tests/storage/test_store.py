@@ -5,6 +5,8 @@ import math
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +231,36 @@ def test_a_store_from_before_extra_outputs_gains_the_column_on_reopen(store, tmp
         assert reopened.counts()["ok"] == 2
     extras = CampaignStore.open(tmp_path / "c.zarr").extra_outputs()
     assert list(extras) == ["cost"] and np.isnan(extras["cost"][0]) and extras["cost"][1] == 3.5
+
+
+def test_a_writer_killed_mid_write_never_leaves_an_unreadable_store(tmp_path):
+    """SIGKILL a process that writes as fast as it can, at random moments, six times over."""
+    path = tmp_path / "crash.zarr"
+    writer = Path(__file__).parent / "store_writer.py"
+    rng = np.random.default_rng(3)
+    seen = 0
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, str(writer), str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"writing"
+        time.sleep(float(rng.uniform(0.05, 0.6)))
+        proc.kill()
+        proc.wait()
+
+        readonly = CampaignStore.open(path)  # readable as it was left, lock and all
+        n = readonly.n_samples
+        assert n >= seen  # nothing committed is lost
+        ds = readonly.to_xarray().load()
+        assert ds.sizes["sample"] == n
+        ok = ds["status"].values == "ok"
+        ids = ds["sample"].values
+        assert np.array_equal(ids, np.arange(n))  # no gaps, no duplicates
+        assert np.array_equal(ds["u"].values[ok], 2.0 * ids[ok])  # rows never mixed up
+        assert set(ds["status"].values) <= {"ok", "pending"}
+        with CampaignStore.open(path, mode="a") as store:  # the dead writer's lock is taken over
+            arrays = dict(store._group.arrays())
+            assert all(arrays[k].shape[0] == n for k in store._sample_arrays())
+            if store._group.attrs.get("emulator"):
+                state = store.load_emulator_state()
+                assert state.X.shape == (state.meta["n"], 2)
+        seen = n
+    assert seen > 0
