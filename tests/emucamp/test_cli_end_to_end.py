@@ -108,7 +108,8 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_sigkilled_run_leaves_no_servers_and_resumes_without_duplicates(tmp_path, sims_dir):
+def test_sigkilled_runs_leave_no_servers_and_resume_without_loss_or_duplicates(tmp_path, sims_dir):
+    """SIGKILL `emucamp run` at three random points, rerunning after each, then finish."""
     import signal
     import time
 
@@ -116,41 +117,63 @@ def test_sigkilled_run_leaves_no_servers_and_resumes_without_duplicates(tmp_path
 
     shutil.copy(sims_dir / "campaign_sims.py", tmp_path / "campaign_sims.py")
     spec = SPEC.replace('"campaign_sims:smooth2d"', '"campaign_sims:logged"')
-    spec = spec.replace("target_std = 0.08", "target_std = 0.0001").replace("= 40", "= 24")
+    spec = spec.replace("target_std = 0.08", "target_std = 0.0001").replace("= 40", "= 30")
     (tmp_path / "campaign.toml").write_text(spec)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # also marks our processes
     env["EMUCAMP_TEST_DELAY"] = "0.3"
+    log = tmp_path / "calls.jsonl"
+    env["EMUCAMP_TEST_LOG"] = str(log)
     store = tmp_path / "runs" / "cli-demo.zarr"
+    rng = np.random.default_rng(11)
 
-    proc = subprocess.Popen([EMUCAMP, "run", "campaign.toml"], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if store.exists():
-                counts = CampaignStore.open(store).counts()
-                if counts["ok"] >= 6 and counts["pending"] >= 1:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail("campaign did not get going")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    deadline = time.monotonic() + 15
-    while processes_with(env["PREFECT_HOME"]) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert processes_with(env["PREFECT_HOME"]) == []  # no server or worker outlives the run
+    def calls() -> list[tuple[float, float]]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [(c["x1"], c["x2"]) for c in map(json.loads, lines)]
 
-    before = CampaignStore.open(store)
-    assert before.counts()["pending"] >= 1
-    done = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)  # the lock is stale: taken
+    snapshots = []
+    for threshold in sorted(rng.choice(np.arange(4, 24), size=3, replace=False)):
+        proc = subprocess.Popen([EMUCAMP, "run", "campaign.toml"], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if store.exists():
+                    counts = CampaignStore.open(store).counts()
+                    if counts["ok"] >= threshold and counts["pending"] >= 1:
+                        break
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"campaign did not reach {threshold} results")
+            time.sleep(float(rng.uniform(0.0, 0.3)))  # anywhere: mid-write, mid-fit, ...
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        deadline = time.monotonic() + 15
+        while processes_with(env["PREFECT_HOME"]) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert processes_with(env["PREFECT_HOME"]) == []  # no server or worker outlives it
+        snap = CampaignStore.open(store)
+        snapshots.append((snap.inputs(), snap.status(), snap.to_xarray()["y"].values, calls()))
+
+    done = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)  # each lock is stale: taken
     assert done.returncode == 0, done.stderr[-3000:]
     after = CampaignStore.open(store)
-    assert after.counts() == {"pending": 0, "ok": 24, "failed": 0, "timeout": 0}
-    X = after.inputs()
-    assert len(np.unique(X, axis=0)) == len(X) == 24  # nothing run twice into the store
-    np.testing.assert_array_equal(X[: before.n_samples], before.inputs())  # nothing lost
+    assert after.counts() == {"pending": 0, "ok": 30, "failed": 0, "timeout": 0}
+    X, y = after.inputs(), after.to_xarray()["y"].values
+    assert len(np.unique(X, axis=0)) == len(X) == 30  # no duplicates, no gaps
+    final_calls = calls()
+    for X_then, status_then, y_then, calls_then in snapshots:
+        n = len(X_then)
+        np.testing.assert_array_equal(X[:n], X_then)  # every row written stays
+        ok = np.array(status_then) == "ok"
+        np.testing.assert_array_equal(y[:n][ok], y_then[ok])  # every result written stays
+        later = final_calls[len(calls_then) :]
+        for x in map(tuple, X_then[ok]):
+            assert x not in later  # a completed simulation never runs again
+        for x in map(tuple, X_then[~ok]):
+            assert later.count(x) >= 1  # a pending one runs again (once per later run)
+    counts = {x: final_calls.count(x) for x in set(final_calls)}
+    assert max(counts.values()) <= 1 + len(snapshots)

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emucamp.errors import SpecError
-from emucamp.spec import CampaignSpec, load_spec
+from emucamp.spec import CampaignSpec, load_spec, parse_spec
 
 # A minimal valid spec, section by section, so each bad case below replaces one section.
 CAMPAIGN = '[campaign]\nname = "branin"\n'
@@ -488,3 +491,94 @@ def test_known_command_placeholders_are_accepted(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, toml(simulator=simulator)))
     assert spec.simulator.command is not None
     assert spec.simulator.command[0] == "{python}"
+
+
+# -- random documents: accepted, or our own one-line error -----------------------------------
+
+VALID: dict[str, Any] = {
+    "campaign": {"name": "fuzz", "seed": 1},
+    "simulator": {"function": "emucamp.testfunctions:branin"},
+    "parameters": {"x1": {"low": -5.0, "high": 10.0}, "x2": {"low": 0.0, "high": 15.0}},
+    "outputs": {"y": {}},
+    "design": {"initial": 8, "strategy": "max-variance"},
+    "stop": {"max_simulations": 40, "target_std": 0.05},
+    "execution": {"workers": 2, "per_task": "auto"},
+}
+WORDS = sorted(
+    {w for section in VALID.values() for w in section}
+    | set(VALID)
+    | {"low", "high", "log", "command", "timeout", "retries", "isolate", "max_hours", "address"}
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["auto", "sobol", "lhs", "max-variance", "{x1}", "a:b", "-1", "1e400"])
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@st.composite
+def mutated_specs(draw: st.DrawFn) -> Any:
+    """The valid spec with a few random edits: values replaced, keys added or removed."""
+    doc: Any = {k: dict(v) for k, v in VALID.items()}
+    for _ in range(draw(st.integers(1, 4))):
+        section = draw(st.sampled_from(sorted(VALID)))
+        edit = draw(st.sampled_from(["replace", "add", "drop", "section"]))
+        if edit == "section":
+            doc[section] = draw(values)
+        elif not isinstance(doc.get(section), dict):
+            continue
+        elif edit == "drop" and doc[section]:
+            del doc[section][draw(st.sampled_from(sorted(doc[section])))]
+        elif edit == "add":
+            doc[section][draw(st.sampled_from(WORDS) | st.text(max_size=6))] = draw(values)
+        elif doc[section]:
+            doc[section][draw(st.sampled_from(sorted(doc[section])))] = draw(values)
+    return doc
+
+
+def accepted_or_spec_error(doc: Any) -> None:
+    try:
+        spec = parse_spec(doc, source="fuzz.toml", base_dir="/tmp")
+    except SpecError as exc:
+        message = str(exc)
+        assert message and "\n" not in message and "Traceback" not in message
+        return
+    assert isinstance(spec, CampaignSpec)
+    assert spec.space.dim == len(spec.space.names) >= 1  # an accepted spec is usable
+    assert spec.initial_points >= 1 and spec.output_names
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_specs())
+def test_random_edits_of_a_spec_are_accepted_or_named(doc: Any) -> None:
+    accepted_or_spec_error(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_random_documents_are_accepted_or_named(doc: Any) -> None:
+    accepted_or_spec_error(doc)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(max_size=200), suffix=st.sampled_from([".toml", ".yaml"]))
+def test_random_spec_files_are_accepted_or_named(tmp_path: Path, text: str, suffix: str) -> None:
+    path = tmp_path / f"random{suffix}"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_spec(path)
+    except SpecError as exc:
+        assert str(exc).startswith(f"{path}:") and "\n" not in str(exc)
