@@ -483,9 +483,10 @@ class Campaign:
                 for kind, payload in batch:
                     if kind == "result":
                         future, ids = self.in_flight.pop(int(payload))
-                        pack = self._results_of(future, ids)
-                        packer.observed(pack, _gap_before(pack, sent.pop(int(payload)), ends))
-                        results += pack
+                        records = self._results_of(future, ids)
+                        gap = _gap_before(records, sent.pop(int(payload)), ends)
+                        packer.observed(records, gap)
+                        results += records
                     elif kind == "fit":
                         fit_done = True
                 if results:

@@ -171,7 +171,8 @@ class GPEmulator:
             per output. ``std`` is the emulator's (latent) uncertainty, without noise.
 
         Raises:
-            SpecError: a parameter column is missing or not numeric.
+            SpecError: a parameter column is missing, or holds a value that is not a finite
+                number; an extra column would be overwritten by a prediction column.
         """
         if isinstance(X, np.ndarray):
             return self.predict_unit(self.space.to_unit(X))
@@ -179,10 +180,20 @@ class GPEmulator:
         missing = [n for n in self.space.names if n not in table.columns]
         if missing:
             raise SpecError(f"inputs: missing parameter column(s) {missing}")
-        try:
-            values = table[self.space.names].to_numpy(dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"inputs: parameter columns must be numeric ({exc})") from None
+        clashes = [c for c in table.columns for o in self.outputs if c in (f"{o}_mean", f"{o}_std")]
+        if clashes:
+            raise SpecError(
+                f"inputs: column {clashes[0]!r} would be overwritten by the predictions; rename it"
+            )
+        for name in self.space.names:
+            numbers = pd.to_numeric(table[name], errors="coerce")
+            wrong = numbers.isna() & table[name].notna()
+            if wrong.any():
+                row = int(np.flatnonzero(wrong.to_numpy())[0])
+                raise SpecError(
+                    f"inputs: row {row}, column {name!r} is not a number: {table[name].iloc[row]!r}"
+                )
+        values = table[self.space.names].apply(pd.to_numeric).to_numpy(dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():
             row, col = map(int, np.argwhere(bad)[0])

@@ -423,7 +423,8 @@ class CampaignStore:
         n = self.n_samples
         if "extra" not in self._group or n == 0:
             return {}
-        rows = [json.loads(text) if text else {} for text in self._array("extra")[:n]]
+        texts = np.asarray(self._array("extra")[:n], dtype=object)
+        rows = [json.loads(str(text)) if text else {} for text in texts]
         names = sorted({name for row in rows for name in row})
         return {name: np.array([float(row.get(name, math.nan)) for row in rows]) for name in names}
 
@@ -582,7 +583,11 @@ class CampaignStore:
             # Read-only view of a store whose writer died mid-append (rows past the
             # committed count; the next writer trims them): read the committed rows.
             return self._committed_dataset()
-        return dataset
+        # Rows appended but not yet committed (a writer mid-append, or killed there) are
+        # not part of the store.
+        rows = {"sample": self.n_samples, "step": self._n_steps}
+        extra = {d: slice(0, n) for d, n in rows.items() if dataset.sizes.get(d, n) > n}
+        return dataset.isel(extra) if extra else dataset
 
     def _committed_dataset(self) -> xr.Dataset:
         import xarray as xr

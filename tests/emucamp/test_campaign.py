@@ -144,6 +144,8 @@ def test_failed_simulations_are_recorded_and_the_campaign_goes_on(make_spec, tmp
     assert np.all(ds["attempt"].values[failed] == 2)  # retried once, then recorded
     emulator = load_emulator(tmp_path / "t.zarr")
     assert emulator.n == int((~failed).sum())  # trained on ok results only
+    X = np.column_stack([ds["x1"].values, ds["x2"].values])
+    assert len(np.unique(X, axis=0)) == len(X)  # a failed input is never proposed again
 
 
 def test_too_many_failures_stop_the_campaign_with_the_commonest_error(make_spec, tmp_path):

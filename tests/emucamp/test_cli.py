@@ -191,3 +191,63 @@ def test_predict_missing_inputs(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(app, ["predict", str(tmp_path / "s.zarr"), str(tmp_path / "in.csv")])
     assert result.exit_code == 2
     assert "inputs file not found" in plain(result.stderr)
+
+
+@pytest.fixture(scope="module")
+def fitted_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding a real emulator fitted on 12 Branin runs (no campaign needed)."""
+    from emucamp.emulators.gp import GPEmulator
+    from emucamp.space import Parameter, Space
+    from emucamp.storage import CampaignStore
+    from emucamp.testfunctions import branin_np
+
+    space = Space([Parameter("x1", -5.0, 10.0), Parameter("x2", 0.0, 15.0)])
+    X = space.sobol(12, seed=0)
+    path = tmp_path_factory.mktemp("predict") / "branin.zarr"
+    with CampaignStore.create(path, space.names, ["y"]) as store:
+        store.save_emulator(GPEmulator(space, ["y"]).fit(X, branin_np(X)[:, None]).state())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        ("x1\n0.0\n", "missing parameter column(s) ['x2']"),
+        ("x1,X2\n0.0,1.0\n", "missing parameter column(s) ['x2']"),
+        ("x1,x2\n0.0,1.0\n2.0,seven\n", "row 1, column 'x2' is not a number: 'seven'"),
+        ("x1,x2\n0.0,inf\n", "row 0, column 'x2' is not a finite number"),
+        ("x1,x2\n,1.0\n", "row 0, column 'x1' is not a finite number"),
+        ("x1,x2\nnan,1.0\n", "row 0, column 'x1' is not a finite number"),
+        ("x1,x2,y_mean\n0.0,1.0,3.0\n", "column 'y_mean' would be overwritten"),
+        ('x1,x2\n"0.0,1.0\n', "not a readable CSV"),
+    ],
+)
+def test_predict_bad_csv_is_one_line_naming_the_column(
+    cli: CliRunner, fitted_store: Path, tmp_path: Path, csv: str, message: str
+) -> None:
+    inputs, out = tmp_path / "inputs.csv", tmp_path / "pred.csv"
+    inputs.write_text(csv)
+    result = cli.invoke(app, ["predict", str(fitted_store), str(inputs), "-o", str(out)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1 and message in err and "inputs.csv" in err, err
+    assert not out.exists() and not list(tmp_path.glob("pred.csv*"))  # nothing half-written
+
+
+def test_predict_passes_extra_columns_through(
+    cli: CliRunner, fitted_store: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from emucamp.testfunctions import branin
+
+    inputs, out = tmp_path / "inputs.csv", tmp_path / "pred.csv"
+    inputs.write_text("id,x2,x1,note\na,2.0,1.0,first\nb,12.0,-3.0,second\n")
+    result = cli.invoke(app, ["predict", str(fitted_store), str(inputs), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["id", "x2", "x1", "note", "y_mean", "y_std"]
+    assert list(table["id"]) == ["a", "b"] and list(table["note"]) == ["first", "second"]
+    truth = [branin(x1=1.0, x2=2.0), branin(x1=-3.0, x2=12.0)]
+    assert all(abs(m - t) < 4 * s + 0.1 * abs(t) for m, t, s in
+               zip(table["y_mean"], truth, table["y_std"], strict=True))  # fmt: skip

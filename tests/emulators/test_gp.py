@@ -87,6 +87,25 @@ def test_state_round_trip_through_the_store_predicts_identically(space, fitted, 
     assert loaded.space == space
 
 
+def test_a_saved_emulator_loads_without_unpickling_anything(space, fitted, tmp_path, monkeypatch):
+    """A store may come from anywhere: loading it must not run pickle (arbitrary code)."""
+    import pickle
+
+    with CampaignStore.create(tmp_path / "e.zarr", space.names, fitted.outputs) as store:
+        store.save_emulator(fitted.state())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading an emulator")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    loaded = load_emulator(tmp_path / "e.zarr")
+    X_test = np.random.default_rng(2).random((5, 2))
+    np.testing.assert_allclose(loaded.predict(X_test)[0], fitted.predict(X_test)[0], rtol=1e-10)
+
+
 def test_predict_on_a_table_adds_mean_and_std_columns(fitted):
     table = pd.DataFrame({"id": ["a", "b"], "x2": [0.1, 0.9], "x1": [0.5, 0.3]})
     out = fitted.predict(table)
@@ -99,7 +118,10 @@ def test_predict_on_a_table_adds_mean_and_std_columns(fitted):
     ("table", "message"),
     [
         ({"x1": [0.1]}, "missing parameter column"),
-        ({"x1": [0.1], "x2": ["high"]}, "numeric"),
+        ({"x1": [0.1, 0.2], "x2": [0.3, "high"]}, "row 1, column 'x2' is not a number: 'high'"),
+        ({"x1": [0.1], "x2": [0.2], "y1_std": [1.0]}, "'y1_std' would be overwritten"),
+        ({"x1": [0.1], "x2": [float("inf")]}, "row 0, column 'x2' is not a finite number"),
+        ({"x1": [None], "x2": [0.5]}, "row 0, column 'x1' is not a finite number"),
         ({"x1": [0.1], "x2": [float("nan")]}, "row 0, column 'x2'"),
     ],
 )
