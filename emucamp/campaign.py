@@ -31,20 +31,29 @@ import numpy as np
 
 from emucamp.emulators.diagnostics import diagnose
 from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.screening import (
+    Goal,
+    PoolStrategy,
+    initial_pool_design,
+    score_pool,
+    screen,
+)
 from emucamp.emulators.stopping import (
     AnyRule,
     CampaignState,
     MaxFailureRate,
     MaxHours,
     MaxSimulations,
+    ScreeningConfidence,
     StopDecision,
     StopRule,
     TargetLooNrmse,
     TargetStd,
 )
 from emucamp.emulators.strategies import SobolStrategy, Strategy, make_strategy
-from emucamp.errors import StoreError
+from emucamp.errors import SpecError, StoreError
 from emucamp.executors import Executor, JobFuture
+from emucamp.pool import CandidatePool
 from emucamp.simulator import (
     CommandSimulator,
     PythonSimulator,
@@ -55,7 +64,14 @@ from emucamp.simulator import (
 from emucamp.spec import CampaignSpec
 from emucamp.storage import CampaignStore, StepRecord
 
-__all__ = ["Campaign", "CampaignObserver", "CampaignOutcome", "build_simulator", "stop_rules"]
+__all__ = [
+    "Campaign",
+    "CampaignObserver",
+    "CampaignOutcome",
+    "build_simulator",
+    "load_pool",
+    "stop_rules",
+]
 
 log = logging.getLogger(__name__)
 _REFIT_GROWTH = 0.10
@@ -83,6 +99,42 @@ def _gap_before(
     if finished:
         ends[worker] = max(finished)
     return max(0.0, min(starts) - before)
+
+
+def load_pool(spec: CampaignSpec) -> tuple[CampaignSpec, CandidatePool]:
+    """Read the spec's pool; return the spec with the pool's range as missing bounds.
+
+    Raises:
+        SpecError: the pool cannot be read, lacks a column, has a non-finite feature or a
+            repeated id, or lies outside the bounds the spec gives.
+    """
+    assert spec.pool is not None and spec.pool_path is not None
+    names = list(spec.parameters)
+    pool = CandidatePool.load(spec.pool_path, names, spec.pool.id)
+    lo, hi = pool.bounds()
+    for j, name in enumerate(names):
+        p = spec.parameters[name]
+        outside = (p.low is not None and lo[j] < p.low) or (p.high is not None and hi[j] > p.high)
+        if outside:
+            raise SpecError(
+                f"{spec.pool_path}: column {name!r} spans [{lo[j]:g}, {hi[j]:g}], outside "
+                f"parameters.{name} = [{p.low}, {p.high}]"
+            )
+    bounded = spec.with_bounds(dict(zip(names, lo, strict=True)), dict(zip(names, hi, strict=True)))
+    return bounded, pool
+
+
+def _goal(spec: CampaignSpec) -> Goal | None:
+    g = spec.goal
+    if g is None:
+        return None
+    j = spec.output_names.index(g.output)
+    if g.top_k is not None:
+        return Goal(j, "top_k", k=g.top_k, largest=g.top == "largest")
+    if g.below is not None:
+        return Goal(j, "below", threshold=g.below)
+    assert g.above is not None
+    return Goal(j, "above", threshold=g.above)
 
 
 def build_simulator(spec: CampaignSpec, check: bool = True) -> PythonSimulator | CommandSimulator:
@@ -118,6 +170,8 @@ def stop_rules(spec: CampaignSpec) -> AnyRule:
         rules.append(TargetStd(s.target_std))
     if s.target_loo_nrmse is not None:
         rules.append(TargetLooNrmse(s.target_loo_nrmse))
+    if s.screening_confidence is not None:
+        rules.append(ScreeningConfidence(s.screening_confidence))
     if s.max_hours is not None:
         rules.append(MaxHours(s.max_hours))
     rules.append(MaxFailureRate(s.max_failure_rate, s.failure_rate_after))
@@ -208,7 +262,9 @@ class _PackSizer:
         """Sizes of the next ``free`` packs when ``room`` simulations are left to hand out.
 
         Guided self-scheduling: no pack is larger than one worker's equal share of what is
-        left, so packs shrink towards the end and the workers finish together. With
+        left, so packs shrink towards the end and the workers finish together, but none is
+        shorter than the measured wait before a pack (below that, splitting costs more
+        than the imbalance it saves). With
         ``"auto"`` and nothing measured yet, only the ``planned`` inputs go out, spread
         evenly over the workers.
         """
@@ -216,11 +272,13 @@ class _PackSizer:
             n = min(room, planned)
             packs = min(free, workers, n)
             return [len(p) for p in np.array_split(np.arange(n), packs)] if packs > 0 else []
+        # A pack shorter than the wait before it is mostly overhead: never split below that.
+        floor = math.ceil(self._gap / self._sim) if self._sim > 0 else 1
         out: list[int] = []
         for _ in range(free):
             if room <= 0:
                 break
-            k = min(self.size, room, max(1, math.ceil(room / workers)))
+            k = min(self.size, room, max(1, floor, math.ceil(room / workers)))
             out.append(k)
             room -= k
         return out
@@ -244,9 +302,21 @@ class _PackSizer:
 
 
 @dataclass
+class _PoolScores:
+    """The pool's scores after one retraining (``N x m`` mean/std, ``N`` P(pass), samples)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    p_pass: np.ndarray | None
+    sample: np.ndarray
+    summary: dict[str, float]
+
+
+@dataclass
 class _Fitted:
     emulator: GPEmulator
     step: StepRecord
+    pool: _PoolScores | None = None
 
 
 @dataclass
@@ -265,9 +335,13 @@ class Campaign:
         store: The campaign's store, opened for writing.
     """
 
-    def __init__(self, spec: CampaignSpec, store: CampaignStore) -> None:
+    def __init__(
+        self, spec: CampaignSpec, store: CampaignStore, pool: CandidatePool | None = None
+    ) -> None:
         if not store.writable:
             raise StoreError(f"{store.path}: a campaign needs its store opened for writing")
+        if spec.pool is not None and pool is None:
+            spec, pool = load_pool(spec)
         self.spec = spec
         self.store = store
         self.space = spec.space
@@ -278,10 +352,15 @@ class Campaign:
         self.reference = self.space.sobol_unit(
             spec.stop.reference_points, seed=spec.campaign.seed + 104729
         )
+        self.pool = pool
+        self.pool_unit = self.space.to_unit(pool.features) if pool is not None else None
+        self.goal = _goal(spec)
+        self.screening: dict[str, float] | None = None
         self.emulator: GPEmulator | None = None
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
         self.in_flight: dict[int, tuple[JobFuture, list[int]]] = {}
+        self._strategy: Strategy | PoolStrategy | None = None
         self._progress = _Progress()
         self._load_progress()
 
@@ -289,16 +368,23 @@ class Campaign:
     def open(cls, spec: CampaignSpec) -> Campaign:
         """Open (resume) or create the spec's store and take its lock.
 
+        With a ``[pool]``, the pool is read and checked first, and parameters without
+        bounds take the pool's range.
+
         Raises:
+            SpecError: the pool is missing, unreadable or invalid.
             SimulatorError: the simulator cannot be loaded (checked before the store is touched).
             StoreError: the store belongs to another campaign or is in use.
         """
+        pool = None
+        if spec.pool is not None:
+            spec, pool = load_pool(spec)
         build_simulator(spec)  # fail on a bad import path before anything is written
         store, _ = CampaignStore.open_or_create(
             spec.store_path, spec.space.names, spec.output_names, spec.to_json_dict()
         )
         try:
-            return cls(spec, store)
+            return cls(spec, store, pool)
         except BaseException:
             store.close()
             raise
@@ -332,6 +418,7 @@ class Campaign:
             outputs=self.outputs,
             step=self.latest_step,
             errors=p.errors,
+            screening=self.screening,
         )
 
     @property
@@ -339,18 +426,61 @@ class Campaign:
         """Samples per status."""
         return self.store.counts()
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray, warm: GPEmulator | None) -> _Fitted | None:
-        """Fit on ``n x d`` ``X`` and ``n x m`` ``Y`` (a snapshot: this may run in a thread)."""
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The ``ok`` rows now: ``n x d`` inputs, ``n x m`` outputs and their sample ids."""
+        X, Y = self.store.completed()
+        return X, Y, self.store.ids("ok")
+
+    def _fit(
+        self, snapshot: tuple[np.ndarray, np.ndarray, list[int]], warm: GPEmulator | None
+    ) -> _Fitted | None:
+        """Fit on a snapshot of the ``ok`` rows (this may run in a thread); score the pool."""
+        X, Y, ids = snapshot
         if len(X) < 2:
             return None
         emulator = GPEmulator(self.space, self.outputs).fit(X, Y, warm_start=warm)
-        return _Fitted(emulator, diagnose(emulator, self.reference))
+        fitted = _Fitted(emulator, diagnose(emulator, self.reference))
+        if self.pool is not None and self.pool_unit is not None:
+            fitted.pool = self._score_pool(emulator, X, Y, ids)
+        return fitted
+
+    def _score_pool(
+        self, emulator: GPEmulator, X: np.ndarray, Y: np.ndarray, ids: list[int]
+    ) -> _PoolScores:
+        assert self.pool is not None and self.pool_unit is not None
+        j = self.goal.output if self.goal is not None else 0
+        simulated: dict[int, tuple[int, float]] = {}
+        for i, rows in enumerate(self.pool.rows_of(X)):
+            for row in rows:
+                simulated[row] = (ids[i], float(Y[i, j]))
+        if self.goal is None:
+            mean, std = score_pool(emulator, self.pool_unit)
+            sample = np.full(len(self.pool), -1, dtype=np.int64)
+            for row, (sid, _) in simulated.items():
+                sample[row] = sid
+            return _PoolScores(mean, std, None, sample, {"simulated": float(len(simulated))})
+        result = screen(emulator, self.pool_unit, self.goal, simulated)
+        summary = {
+            "threshold": result.threshold,
+            "min_confidence": result.min_confidence,
+            "n_pass": float(result.n_pass),
+            "simulated": float(len(simulated)),
+        }
+        return _PoolScores(result.mean, result.std, result.p_pass, result.sample, summary)
 
     def _adopt(self, fitted: _Fitted, observer: CampaignObserver) -> None:
         self.emulator = fitted.emulator
         self.latest_step = fitted.step
         self.store.add_step(fitted.step)
         self.store.save_emulator(fitted.emulator.state())
+        if fitted.pool is not None:
+            scores = fitted.pool
+            self.store.update_candidates(
+                scores.mean, scores.std, scores.p_pass, scores.sample, scores.summary
+            )
+            self.screening = scores.summary if scores.p_pass is not None else None
+            if isinstance(self._strategy, PoolStrategy):
+                self._strategy.update(scores.mean, scores.std, scores.summary.get("threshold"))
         observer.on_step(fitted.step, self)
 
     def _stored_emulator(self) -> GPEmulator | None:
@@ -360,12 +490,25 @@ class Campaign:
             return None
 
     # -- selection -------------------------------------------------------------------------
-    def _select(self, strategy: Strategy, sobol: SobolStrategy, k: int) -> tuple[np.ndarray, str]:
+    def _select(
+        self, strategy: Strategy | PoolStrategy, sobol: SobolStrategy, k: int
+    ) -> tuple[np.ndarray, str]:
         # Running and failed inputs both count as pending: the first so refills spread out,
         # the second so a failed input is not proposed again unchanged.
         busy = self.store.ids("pending", "failed", "timeout")
         pending = self.store.inputs(busy) if busy else None
-        if strategy.needs_model and (self.emulator is None or not self.emulator.fitted):
+        fitted = self.emulator is not None and self.emulator.fitted
+        if isinstance(strategy, PoolStrategy):
+            assert self.pool is not None
+            # Every row ever simulated or in flight, whatever its status, is used up.
+            strategy.exclude(self.pool.used_mask(self.store.inputs()))
+            model = self.emulator if fitted else None
+            try:
+                return strategy.select(model, k, pending), strategy.name if model else "random"
+            except Exception as exc:  # an acquisition failure must not stall the workers
+                log.warning("%s selection failed (%s); using random rows", strategy.name, exc)
+                return strategy.select(None, k, pending), "random"
+        if strategy.needs_model and not fitted:
             return sobol.select(None, k, pending), "sobol"
         try:
             X = strategy.select(self.emulator, k, pending)
@@ -396,26 +539,39 @@ class Campaign:
         seed = spec.campaign.seed
         resumed = set(store.pending_ids())
         planned: deque[int] = deque(sorted(resumed))
+        if self.pool is not None and not store.has_candidates:
+            store.init_candidates(self.pool.ids, self.pool.features)
         if store.n_samples == 0:
             n0 = min(spec.initial_points, spec.stop.max_simulations)
-            if spec.design.initial_method == "lhs":
+            if self.pool is not None and self.pool_unit is not None:
+                X0 = self.pool.features[initial_pool_design(self.space, self.pool_unit, n0, seed)]
+            elif spec.design.initial_method == "lhs":
                 X0 = self.space.lhs(n0, seed=seed)
             else:
                 X0 = self.space.sobol(n0, seed=seed)
             planned.extend(store.add_pending(X0, iteration=0, origin="initial"))
         sobol = SobolStrategy(self.space, seed, start=store.n_samples)
-        strategy = make_strategy(
-            spec.design.strategy,
-            self.space,
-            seed,
-            drawn=store.n_samples,
-            mc_points=spec.design.mc_points,
-        )
+        strategy: Strategy | PoolStrategy
+        if self.pool is not None:
+            pool_kind = spec.design.strategy
+            assert pool_kind in ("straddle", "max-variance", "random")
+            strategy = PoolStrategy(
+                self.space, self.pool.features, pool_kind, self.goal, seed, start=store.n_samples
+            )
+        else:
+            strategy = make_strategy(
+                spec.design.strategy,
+                self.space,
+                seed,
+                drawn=store.n_samples,
+                mc_points=spec.design.mc_points,
+            )
+        self._strategy = strategy
         simulated_before = self._progress.finished
 
         # A resumed campaign starts from a model of everything already simulated.
         if self._progress.ok >= 2:
-            fitted = self._fit(*store.completed(), self._stored_emulator())
+            fitted = self._fit(self._snapshot(), self._stored_emulator())
             if fitted is not None:
                 self._adopt(fitted, obs)
         decision: StopDecision | None = self.rules(self.state())
@@ -430,6 +586,7 @@ class Campaign:
         next_pack = 0
         sent: dict[int, float] = {}  # pack -> wall-clock submit time
         ends: dict[str, float] = {}  # worker -> end of its latest simulation
+        exhausted = False
         interrupted = True
         obs.on_start(self)
         try:
@@ -444,7 +601,10 @@ class Campaign:
                     ids = [planned.popleft() for _ in range(min(total, len(planned)))]
                     if len(ids) < total:
                         X, origin = self._select(strategy, sobol, total - len(ids))
-                        ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
+                        if len(X):
+                            ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
+                        else:
+                            exhausted = True  # a pool with every row used
                     for sid in ids:
                         if sid in resumed:
                             store.mark_submitted(sid)
@@ -452,6 +612,8 @@ class Campaign:
                     for k in sizes:
                         pack = ids[start : start + k]
                         start += k
+                        if not pack:
+                            break
                         jobs = [SimJob(sid, self._inputs_of(sid)) for sid in pack]
                         future = executor.submit(jobs)
                         self.in_flight[next_pack] = (future, pack)
@@ -463,7 +625,7 @@ class Campaign:
                 if (
                     not self.in_flight
                     and fit_future is None
-                    and (decision is not None or self._progress.finished >= budget)
+                    and (decision is not None or self._progress.finished >= budget or exhausted)
                 ):
                     break
 
@@ -518,7 +680,7 @@ class Campaign:
                 enough = max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
                 if fit_future is None and self._progress.ok >= max(enough, 2):
                     fitted_on = self._progress.ok
-                    fit_future = fitter.submit(self._fit, *store.completed(), self.emulator)
+                    fit_future = fitter.submit(self._fit, self._snapshot(), self.emulator)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
 
                 if decision is None:
@@ -538,13 +700,17 @@ class Campaign:
 
         # The final emulator has seen every result.
         if self.emulator is None or self._progress.ok > self.emulator.n:
-            fitted = self._fit(*store.completed(), self.emulator)
+            fitted = self._fit(self._snapshot(), self.emulator)
             if fitted is not None:
                 self._adopt(fitted, obs)
         if decision is None:
-            decision = self.rules(self.state()) or StopDecision(
-                "max_simulations", f"budget of {budget} simulations used"
+            decision = self.rules(self.state())
+        if decision is None and exhausted:
+            decision = StopDecision(
+                "pool_exhausted", f"every candidate of the pool ({len(self.pool or ())}) was run"
             )
+        if decision is None:
+            decision = StopDecision("max_simulations", f"budget of {budget} simulations used")
         store.set_stop(decision.rule, decision.reason)
         outcome = CampaignOutcome(
             rule=decision.rule,

@@ -1,4 +1,4 @@
-"""The ``emucamp`` command line: run, status, predict, validate.
+"""The ``emucamp`` command line: run, status, predict, export, validate.
 
 Errors that are the user's to fix (a bad spec, a missing column, a store in use) print one
 line and exit with code 2; nothing is written before the input has been checked.
@@ -75,17 +75,21 @@ def run(
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="Campaign spec (.toml, .yaml).")]) -> None:
     """Check a spec and its simulator without running anything."""
-    from emucamp.campaign import build_simulator
+    from emucamp.campaign import build_simulator, load_pool
     from emucamp.spec import load_spec
 
     try:
         campaign_spec = load_spec(spec)
+        pool = None
+        if campaign_spec.pool is not None:
+            campaign_spec, pool = load_pool(campaign_spec)
         build_simulator(campaign_spec)
     except EmucampError as exc:
         raise _fail(exc) from None
+    pool_note = f", pool of {len(pool)} candidates" if pool is not None else ""
     console.print(
         f"[green]ok[/] {spec}: {len(campaign_spec.parameters)} parameters, "
-        f"{len(campaign_spec.outputs)} outputs, store {campaign_spec.store_path}",
+        f"{len(campaign_spec.outputs)} outputs{pool_note}, store {campaign_spec.store_path}",
         highlight=False,
     )
 
@@ -135,6 +139,15 @@ def status(
         console.print(table)
         if summary["target_std"] is not None:
             console.print(f"Target: max relative std <= {summary['target_std']:g}", highlight=False)
+    pool = summary.get("pool")
+    if pool:
+        line = f"Pool: {pool['candidates']} candidates, {pool.get('simulated', 0):.0f} simulated"
+        if "n_pass" in pool:
+            line += (
+                f", {pool['n_pass']:.0f} pass (level {pool['threshold']:.4g}), least class "
+                f"confidence {pool['min_confidence']:.4f}"
+            )
+        console.print(line, highlight=False)
 
 
 @app.command()
@@ -171,6 +184,53 @@ def predict(
     result.to_csv(tmp, index=False)
     tmp.replace(output)  # never a half-written file under the requested name
     errors.print(f"wrote {len(result)} predictions to {output}", highlight=False)
+
+
+@app.command()
+def export(
+    store: Annotated[Path, typer.Argument(help="Campaign store of a screening campaign.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write CSV (or .parquet) here (default: stdout)."),
+    ] = None,
+    passing: Annotated[bool, typer.Option("--passing", help="Only candidates that pass.")] = False,
+) -> None:
+    """Write every candidate's estimate and class: id, features, mean, std, P(pass), simulated."""
+    import numpy as np
+    import pandas as pd
+
+    from emucamp.storage import CampaignStore
+
+    try:
+        opened = CampaignStore.open(store, mode="r")
+        pool = opened.candidates()
+    except EmucampError as exc:
+        raise _fail(exc) from None
+    spec_pool = opened.spec.get("pool") or {}
+    id_name = spec_pool.get("id") or "candidate"
+    table = pd.DataFrame({id_name: pool["id"]})
+    for j, name in enumerate(opened.parameters):
+        table[name] = pool["features"][:, j]
+    for j, name in enumerate(opened.outputs):
+        table[f"{name}_mean"] = pool["mean"][:, j]
+        table[f"{name}_std"] = pool["std"][:, j]
+    table["p_pass"] = pool["p_pass"]
+    table["passes"] = pool["passes"] == 1
+    table["simulated"] = pool["sample"] >= 0
+    table["sample"] = pool["sample"]
+    if passing:
+        table = table[table["passes"]].sort_values("p_pass", ascending=False, kind="stable")
+    if output is None:
+        table.to_csv(sys.stdout, index=False)
+        return
+    tmp = output.with_name(output.name + ".tmp")
+    if output.suffix.lower() in {".parquet", ".pq"}:
+        table.to_parquet(tmp, index=False)
+    else:
+        table.to_csv(tmp, index=False)
+    tmp.replace(output)  # never a half-written file under the requested name
+    n_sim = int(np.sum(table["simulated"]))
+    errors.print(f"wrote {len(table)} candidates ({n_sim} simulated) to {output}", highlight=False)
 
 
 def main() -> None:

@@ -32,20 +32,24 @@ __all__ = [
     "CampaignSpec",
     "DesignSection",
     "ExecutionSection",
+    "GoalSection",
     "OutputSpec",
     "ParameterSpec",
+    "PoolSection",
     "SimulatorSection",
     "StopSection",
     "load_spec",
 ]
 
-StrategyName = Literal["integrated-variance", "max-variance", "sobol"]
+StrategyName = Literal["integrated-variance", "max-variance", "sobol", "straddle", "random"]
+POOL_STRATEGIES = ("straddle", "max-variance", "random")
 
 # Names the store uses for its own variables: a parameter or output may not take them.
 RESERVED_NAMES = frozenset(
     {
         "sample", "status", "error", "iteration", "origin", "submitted_at", "started_at",
-        "finished_at", "worker", "attempt", "step", "output", "parameter",
+        "finished_at", "worker", "attempt", "step", "output", "parameter", "extra",
+        "candidate",
     }
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -110,25 +114,59 @@ class SimulatorSection(_Section):
 
 
 class ParameterSpec(_Section):
-    """One ``[parameters]`` entry: ``{ low = ..., high = ..., log = false }``."""
+    """One ``[parameters]`` entry: ``{ low = ..., high = ..., log = false }``.
 
-    low: float
-    high: float
+    With a ``[pool]``, ``low`` and ``high`` may be left out: they are the pool's range.
+    """
+
+    low: float | None = None
+    high: float | None = None
     log: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> ParameterSpec:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError(f"bounds must be finite (got low = {self.low}, high = {self.high})")
-        if not self.low < self.high:
+        for which, value in (("low", self.low), ("high", self.high)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"bounds must be finite (got {which} = {value})")
+        if self.low is not None and self.high is not None and not self.low < self.high:
             raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
-        if self.log and self.low <= 0:
+        if self.log and self.low is not None and self.low <= 0:
             raise ValueError(f"log = true needs low > 0 (got low = {self.low:g})")
         return self
 
 
 class OutputSpec(_Section):
     """One ``[outputs]`` entry; ``{}`` for a scalar output the emulator learns."""
+
+
+class PoolSection(_Section):
+    """``[pool]``: a catalogue of candidates to screen; the campaign selects only from it."""
+
+    path: str = Field(description="CSV, Parquet or Zarr file, one row per candidate.")
+    id: str | None = Field(default=None, description="Column of unique candidate ids.")
+
+
+class GoalSection(_Section):
+    """``[goal]``: what screening looks for: a threshold on one output, or its top k."""
+
+    output: str = Field(description="The declared output the goal is about.")
+    below: float | None = Field(default=None, description="Pass: output below this value.")
+    above: float | None = Field(default=None, description="Pass: output above this value.")
+    top_k: int | None = Field(default=None, ge=1, description="Pass: among the k best.")
+    top: Literal["smallest", "largest"] = Field(
+        default="largest", description="With top_k: which end is best."
+    )
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> GoalSection:
+        given = [k for k in ("below", "above", "top_k") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of below, above or top_k (got {given or 'none'})")
+        for k in ("below", "above"):
+            value = getattr(self, k)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{k} must be finite (got {value})")
+        return self
 
 
 class DesignSection(_Section):
@@ -155,6 +193,13 @@ class StopSection(_Section):
     failure_rate_after: int = Field(default=10, ge=1)
     reference_points: int = Field(
         default=1024, ge=16, le=1_000_000, description="Size of the target_std reference set."
+    )
+    screening_confidence: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1,
+        description="Stop once every candidate's class (pass or not) is known with this "
+        "probability; needs a [goal].",
     )
 
 
@@ -204,6 +249,8 @@ class CampaignSpec(_Section):
     design: DesignSection = DesignSection()
     stop: StopSection = StopSection()
     execution: ExecutionSection = ExecutionSection()
+    pool: PoolSection | None = None
+    goal: GoalSection | None = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -235,6 +282,30 @@ class CampaignSpec(_Section):
                     f"simulator.command uses unknown placeholder(s) {unknown}; "
                     f"known: {sorted(known)}"
                 )
+        if self.pool is None:
+            for name, p in self.parameters.items():
+                if p.low is None or p.high is None:
+                    raise ValueError(
+                        f"parameters.{name}: low and high are required (without a [pool] "
+                        "to take them from)"
+                    )
+            if self.design.strategy in ("straddle", "random"):
+                raise ValueError(f"design.strategy {self.design.strategy!r} needs a [pool]")
+        elif self.design.strategy not in POOL_STRATEGIES:
+            raise ValueError(
+                f"design.strategy {self.design.strategy!r} does not select from a pool; "
+                f"use one of {list(POOL_STRATEGIES)}"
+            )
+        if self.goal is not None and self.goal.output not in self.outputs:
+            raise ValueError(
+                f"goal.output {self.goal.output!r} is not a declared output {list(self.outputs)}"
+            )
+        if self.goal is not None and self.pool is None:
+            raise ValueError("[goal] screens a [pool]; add one")
+        if self.design.strategy == "straddle" and self.goal is None:
+            raise ValueError("design.strategy 'straddle' needs a [goal]")
+        if self.stop.screening_confidence is not None and self.goal is None:
+            raise ValueError("stop.screening_confidence needs a [goal]")
         if self.design.initial is not None and self.design.initial > self.stop.max_simulations:
             raise ValueError(
                 f"design.initial ({self.design.initial}) exceeds stop.max_simulations "
@@ -256,8 +327,43 @@ class CampaignSpec(_Section):
 
     @property
     def space(self) -> Space:
-        """The design :class:`Space`."""
-        return Space([Parameter(n, p.low, p.high, p.log) for n, p in self.parameters.items()])
+        """The design :class:`Space` (with a pool, after :meth:`with_bounds`)."""
+        params = []
+        for n, p in self.parameters.items():
+            if p.low is None or p.high is None:
+                raise SpecError(f"parameters.{n}: bounds not set yet (load the pool first)")
+            params.append(Parameter(n, p.low, p.high, p.log))
+        return Space(params)
+
+    def with_bounds(self, low: dict[str, float], high: dict[str, float]) -> CampaignSpec:
+        """A copy whose parameters without bounds take these (a pool's range).
+
+        Raises:
+            SpecError: a parameter would get equal bounds, or log bounds at or below 0.
+        """
+        params = {}
+        for name, p in self.parameters.items():
+            lo = p.low if p.low is not None else low[name]
+            hi = p.high if p.high is not None else high[name]
+            if not lo < hi:
+                raise SpecError(
+                    f"parameters.{name}: the pool's values span [{lo:g}, {hi:g}]; a feature "
+                    "must vary (or give low and high)"
+                )
+            if p.log and lo <= 0:
+                raise SpecError(f"parameters.{name}: log = true needs values > 0 (got {lo:g})")
+            params[name] = ParameterSpec(low=lo, high=hi, log=p.log)
+        spec = self.model_copy(update={"parameters": params})
+        spec._base_dir = self._base_dir
+        return spec
+
+    @property
+    def pool_path(self) -> Path | None:
+        """Absolute path of the candidate pool, if the campaign screens one."""
+        if self.pool is None:
+            return None
+        path = Path(self.pool.path)
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
 
     @property
     def output_names(self) -> list[str]:
@@ -295,6 +401,8 @@ def _format_error(exc: ValidationError, source: str) -> str:
     more = len(exc.errors()) - 1
     tail = f" [+{more} more error{'s' if more > 1 else ''}]" if more else ""
     where = f"{source}: " if source else ""
+    if not loc and re.match(r"[a-z_]+\.[A-Za-z_]", msg):
+        return f"{where}{msg}{shown}{tail}"  # a cross-check that names its own field
     return f"{where}{loc or 'spec'}: {msg}{shown}{tail}"
 
 

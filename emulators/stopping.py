@@ -7,7 +7,7 @@ builds one. The rule's ``name`` and its message are recorded in the store.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +21,7 @@ __all__ = [
     "MaxFailureRate",
     "MaxHours",
     "MaxSimulations",
+    "ScreeningConfidence",
     "StopDecision",
     "StopRule",
     "TargetLooNrmse",
@@ -40,6 +41,8 @@ class CampaignState:
         outputs: Output names, in the order of the step arrays.
         step: Diagnostics of the latest retraining, if any.
         errors: Error messages of failed simulations (for the failure summary).
+        screening: Latest pool screening summary (``min_confidence``, ``n_pass``,
+            ``threshold``), for screening campaigns.
     """
 
     finished: int = 0
@@ -49,6 +52,7 @@ class CampaignState:
     outputs: Sequence[str] = ()
     step: StepRecord | None = None
     errors: list[str] = field(default_factory=list)
+    screening: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,26 @@ class TargetStd(_Composable):
             self.name,
             f"uncertainty target met: max relative std {worst:.4g} <= {self.target:g} "
             f"for every output (n = {state.step.n})",
+        )
+
+
+@dataclass(frozen=True)
+class ScreeningConfidence(_Composable):
+    """Stop when every unsimulated candidate's class is known with at least ``target``."""
+
+    target: float
+    name: str = "screening_confidence"
+
+    def __call__(self, state: CampaignState) -> StopDecision | None:
+        """Fires on the latest screening's least confidence over the pool."""
+        s = state.screening
+        if s is None or s["min_confidence"] < self.target:
+            return None
+        return StopDecision(
+            self.name,
+            f"screening done: every candidate's class known with P >= "
+            f"{s['min_confidence']:.4g} >= {self.target:g}; {int(s['n_pass'])} pass "
+            f"(n = {state.ok})",
         )
 
 

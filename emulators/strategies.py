@@ -22,6 +22,7 @@ own relative units.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Protocol, cast
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "MaxVarianceStrategy",
     "SobolStrategy",
     "Strategy",
+    "greedy_conditioned",
     "make_strategy",
 ]
 
@@ -122,43 +124,72 @@ class MaxVarianceStrategy:
         """``n x d`` physical inputs of greatest posterior variance, updated pick by pick."""
         if emulator is None or emulator.model is None:
             raise ValueError("max-variance needs a fitted emulator")
-        model = emulator.model
-        m = len(emulator.outputs)
         self._calls += 1
         C = self.space.sobol_unit(self.candidates, seed=self.seed * 1_000_003 + self._calls)
         P = self.space.to_unit(pending) if pending is not None and len(pending) else C[:0]
-        Z = torch.as_tensor(np.vstack([C, P]), dtype=DTYPE)
-        z, c = Z.shape[0], C.shape[0]
-        # A candidate that is already pending is never proposed again, whatever the noise.
-        same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
-        taken = torch.as_tensor(same.all(axis=2).any(axis=1), dtype=torch.bool)
-        with torch.no_grad():
-            # The model called directly gives the latent posterior in standardised units.
-            latent = model(Z if m == 1 else Z.unsqueeze(0).expand(m, z, Z.shape[1]))
-            S = latent.covariance_matrix.reshape(m, z, z)
-            noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1).expand(m, 1)
-            Scc = S[:, :c, :c].clone()
-            if z > c:
-                # All pending inputs at once: Scc - Scp (Spp + noise I)^-1 Spc.
-                eye = torch.eye(z - c, dtype=DTYPE)
-                L = torch.linalg.cholesky(S[:, c:, c:] + noise[:, :, None] * eye + 1e-9 * eye)
-                A = torch.linalg.solve_triangular(L, S[:, c:, :c], upper=False)
-                Scc -= A.transpose(-1, -2) @ A
-            picks: list[int] = []
-            for _ in range(n):
-                score = torch.diagonal(Scc, dim1=-2, dim2=-1).clamp_min(0).sum(0)
-                score[taken] = -1.0
-                if picks:
-                    score[picks] = -1.0
-                best = int(torch.argmax(score))
-                picks.append(best)
-                col = Scc[:, :, best].clone()
-                Scc -= (
-                    col.unsqueeze(-1)
-                    * col.unsqueeze(-2)
-                    / (col[:, best : best + 1] + noise)[:, :, None]
-                )
+        picks = greedy_conditioned(emulator, C, P, n, lambda var: var.clamp_min(0).sum(0))
         return self.space.from_unit(C[picks])
+
+
+def greedy_conditioned(
+    emulator: GPEmulator,
+    C: np.ndarray,
+    P: np.ndarray,
+    n: int,
+    score: Callable[[torch.Tensor], torch.Tensor],
+) -> list[int]:
+    """Pick ``n`` of the candidates greedily, each scored after conditioning on the rest.
+
+    One joint posterior covariance over the candidates and the pending inputs; all pending
+    inputs are conditioned in at once, then each pick by an exact rank-1 update (a GP's
+    posterior variance does not depend on the values observed). A candidate equal to a
+    pending input is never picked.
+
+    Args:
+        emulator: The fitted emulator.
+        C: ``c x d`` unit-cube candidates.
+        P: ``p x d`` unit-cube pending inputs.
+        n: Picks to make (at most ``c``).
+        score: Maps the ``m x c`` conditioned latent variances (standardised units) to
+            ``c`` scores; the highest is picked.
+
+    Returns:
+        Indices into ``C``, in the order picked.
+    """
+    model = emulator.model
+    assert model is not None
+    m = len(emulator.outputs)
+    Z = torch.as_tensor(np.vstack([C, P]), dtype=DTYPE)
+    z, c = Z.shape[0], C.shape[0]
+    same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
+    taken = torch.as_tensor(same.all(axis=2).any(axis=1), dtype=torch.bool)
+    with torch.no_grad():
+        # The model called directly gives the latent posterior in standardised units.
+        latent = model(Z if m == 1 else Z.unsqueeze(0).expand(m, z, Z.shape[1]))
+        S = latent.covariance_matrix.reshape(m, z, z)
+        noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1).expand(m, 1)
+        Scc = S[:, :c, :c].clone()
+        if z > c:
+            # All pending inputs at once: Scc - Scp (Spp + noise I)^-1 Spc.
+            eye = torch.eye(z - c, dtype=DTYPE)
+            L = torch.linalg.cholesky(S[:, c:, c:] + noise[:, :, None] * eye + 1e-9 * eye)
+            A = torch.linalg.solve_triangular(L, S[:, c:, :c], upper=False)
+            Scc -= A.transpose(-1, -2) @ A
+        picks: list[int] = []
+        for _ in range(min(n, c)):
+            scores = score(torch.diagonal(Scc, dim1=-2, dim2=-1)).clone()
+            scores[taken] = -torch.inf
+            if picks:
+                scores[picks] = -torch.inf
+            best = int(torch.argmax(scores))
+            picks.append(best)
+            col = Scc[:, :, best].clone()
+            Scc -= (
+                col.unsqueeze(-1)
+                * col.unsqueeze(-2)
+                / (col[:, best : best + 1] + noise)[:, :, None]
+            )
+    return picks
 
 
 class IntegratedVarianceStrategy:

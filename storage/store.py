@@ -53,6 +53,7 @@ __all__ = ["SCHEMA_VERSION", "CampaignStore", "EmulatorState", "StepRecord"]
 
 SCHEMA_VERSION = 1
 _CHUNK = 512
+_CANDIDATE_CHUNK = 65536
 _TIME_UNITS = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
 _STR_FIELDS = ("status", "error", "worker", "origin", "extra")
 _INT_FIELDS = ("iteration", "attempt")
@@ -454,6 +455,88 @@ class CampaignStore:
         ok = np.array([s == "ok" for s in self._status], dtype=bool)
         return self._X[ok].copy(), self._Y[ok].copy()
 
+    # -- candidate pool -------------------------------------------------------------------
+    @property
+    def has_candidates(self) -> bool:
+        """Whether the store holds a candidate pool (a screening campaign)."""
+        return "candidate_id" in self._group
+
+    def init_candidates(self, ids: np.ndarray, features: np.ndarray) -> None:
+        """Record a pool: ``N`` ids and ``N x d`` features; estimates start unknown."""
+        self._require_writable()
+        if self.has_candidates:
+            raise StoreError(f"{self.path}: already holds a candidate pool")
+        for name in [k for k in self._group.array_keys() if k.startswith("candidate")]:
+            del self._group[name]  # left by a crash before the pool was whole
+        N, m = len(ids), len(self.outputs)
+        chunk = min(max(N, 1), _CANDIDATE_CHUNK)
+
+        def arr(name: str, data: np.ndarray, dims: tuple[str, ...], fill: Any) -> None:
+            self._group.create_array(
+                name, shape=data.shape, chunks=(chunk, *data.shape[1:]), dtype=data.dtype
+                if data.dtype != object else str, fill_value=fill, dimension_names=dims,
+            )[...] = data  # fmt: skip
+
+        arr("candidate", np.arange(N, dtype=np.int64), ("candidate",), -1)
+        arr("candidate_features", np.asarray(features, dtype=float), ("candidate", "parameter"),
+            math.nan)  # fmt: skip
+        nan_m = np.full((N, m), math.nan)
+        arr("candidate_mean", nan_m, ("candidate", "output"), math.nan)
+        arr("candidate_std", nan_m, ("candidate", "output"), math.nan)
+        arr("candidate_p_pass", np.full(N, math.nan), ("candidate",), math.nan)
+        arr("candidate_pass", np.full(N, -1, dtype=np.int8), ("candidate",), -1)
+        arr("candidate_sample", np.full(N, -1, dtype=np.int64), ("candidate",), -1)
+        # ids last: their presence marks the pool as fully recorded
+        arr("candidate_id", np.asarray(ids).astype(str).astype(object), ("candidate",), "")
+
+    def update_candidates(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        p_pass: np.ndarray | None,
+        sample: np.ndarray,
+        summary: Mapping[str, Any],
+    ) -> None:
+        """Write every candidate's ``N x m`` mean and std, ``N`` P(pass) and sample ids.
+
+        One write per array per retraining (O(N), the same order as scoring the pool).
+        """
+        self._require_writable()
+        self._array("candidate_mean")[...] = mean
+        self._array("candidate_std")[...] = std
+        if p_pass is not None:
+            self._array("candidate_p_pass")[...] = p_pass
+            self._array("candidate_pass")[...] = (p_pass >= 0.5).astype(np.int8)
+        self._array("candidate_sample")[...] = sample
+        self._group.attrs["screening"] = {**dict(summary), "step": self._n_steps}
+
+    def candidates(self) -> dict[str, np.ndarray]:
+        """The pool and its latest estimates, as arrays.
+
+        Keys: ``id``, ``features`` (``N x d``), ``mean`` and ``std`` (``N x m``), ``p_pass``,
+        ``passes`` (-1 unknown, 0, 1), ``sample`` (-1: not simulated).
+
+        Raises:
+            StoreError: the store holds no candidate pool.
+        """
+        if not self.has_candidates:
+            raise StoreError(f"{self.path}: no candidate pool in this store")
+        return {
+            "id": np.asarray(self._array("candidate_id")[...], dtype=object).astype(str),
+            "features": np.asarray(self._array("candidate_features")[...]),
+            "mean": np.asarray(self._array("candidate_mean")[...]),
+            "std": np.asarray(self._array("candidate_std")[...]),
+            "p_pass": np.asarray(self._array("candidate_p_pass")[...]),
+            "passes": np.asarray(self._array("candidate_pass")[...]),
+            "sample": np.asarray(self._array("candidate_sample")[...]),
+        }
+
+    @property
+    def screening(self) -> dict[str, Any]:
+        """The latest screening summary (threshold, least confidence, passing count)."""
+        value = self._group.attrs.get("screening", {})
+        return dict(value) if isinstance(value, dict) else {}
+
     # -- retraining steps ----------------------------------------------------------------
     @property
     def n_steps(self) -> int:
@@ -631,6 +714,9 @@ class CampaignStore:
             },
             "stop_rule": self.stop_rule,
             "stop_reason": self.stop_reason,
+            "pool": {"candidates": int(self._array("candidate_id").shape[0]), **self.screening}
+            if self.has_candidates
+            else None,
             "emulator": bool(self._group.attrs.get("emulator", "")),
             "emucamp_version": self._group.attrs.get("emucamp_version"),
             "schema_version": self._group.attrs.get("schema_version"),

@@ -246,8 +246,12 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
         sizer.observed([result(1e-4)] * 4, gap=0.1)
     assert sizer.size == 256  # capped
     assert sizer.queue and sizer.slots(workers=4) == 8  # the gap shows: queue one per worker
+    # Simulations far shorter than the wait before a pack: never split below one wait.
+    assert sizer.sizes(room=40, free=8, workers=4) == [40]
     # Guided self-scheduling: no pack above a worker's share of what is left.
-    assert sizer.sizes(room=40, free=8, workers=4) == [10, 8, 6, 4, 3, 3, 2, 1]
+    guided = _PackSizer("auto")
+    guided.observed([result(0.5)], gap=1.0)  # size 100, but a pack of 2 outlasts the wait
+    assert guided.sizes(room=40, free=8, workers=4) == [10, 8, 6, 4, 3, 3, 2, 2]
     fixed = _PackSizer(4)
     fixed.observed([result(1e-4)])
     assert fixed.size == 4

@@ -90,7 +90,11 @@ MALFORMED: list[tuple[str, str, str]] = [
         toml(parameters='[parameters]\nx1 = { low = "zero", high = 1.0 }\n'),
         "parameters.x1.low",
     ),
-    ("missing-bound", toml(parameters="[parameters]\nx1 = { low = 0.0 }\n"), "parameters.x1.high"),
+    (
+        "missing-bound",
+        toml(parameters="[parameters]\nx1 = { low = 0.0 }\n"),
+        "parameters.x1: low and high are required",
+    ),
     ("empty-parameters", toml(parameters="[parameters]\n"), "parameters: at least one entry"),
     ("empty-outputs", toml(outputs="[outputs]\n"), "outputs: at least one entry"),
     ("missing-campaign", toml(campaign=""), "campaign: required but missing"),
