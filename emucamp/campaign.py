@@ -44,6 +44,7 @@ from emucamp.emulators.stopping import (
     MaxFailureRate,
     MaxHours,
     MaxSimulations,
+    ScreeningAccuracy,
     ScreeningConfidence,
     StopDecision,
     StopRule,
@@ -172,6 +173,8 @@ def stop_rules(spec: CampaignSpec) -> AnyRule:
         rules.append(TargetLooNrmse(s.target_loo_nrmse))
     if s.screening_confidence is not None:
         rules.append(ScreeningConfidence(s.screening_confidence))
+    if s.screening_accuracy is not None:
+        rules.append(ScreeningAccuracy(s.screening_accuracy))
     if s.max_hours is not None:
         rules.append(MaxHours(s.max_hours))
     rules.append(MaxFailureRate(s.max_failure_rate, s.failure_rate_after))
@@ -356,6 +359,7 @@ class Campaign:
         self.pool_unit = self.space.to_unit(pool.features) if pool is not None else None
         self.goal = _goal(spec)
         self.screening: dict[str, float] | None = None
+        self._last_passes: np.ndarray | None = None
         self.emulator: GPEmulator | None = None
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
@@ -463,6 +467,7 @@ class Campaign:
         summary = {
             "threshold": result.threshold,
             "min_confidence": result.min_confidence,
+            "expected_accuracy": result.expected_accuracy,
             "n_pass": float(result.n_pass),
             "simulated": float(len(simulated)),
         }
@@ -475,6 +480,14 @@ class Campaign:
         self.store.save_emulator(fitted.emulator.state())
         if fitted.pool is not None:
             scores = fitted.pool
+            if scores.p_pass is not None:
+                # Labels that flipped since the last retraining: screening is not done while
+                # the model is still changing its mind (an early model can be confidently
+                # wrong about regions it has not seen).
+                passes = scores.p_pass >= 0.5
+                last = self._last_passes
+                scores.summary["changed"] = 1.0 if last is None else float(np.mean(passes != last))
+                self._last_passes = passes
             self.store.update_candidates(
                 scores.mean, scores.std, scores.p_pass, scores.sample, scores.summary
             )
@@ -596,6 +609,10 @@ class Campaign:
                 free = packer.slots(workers, len(planned)) - len(self.in_flight)
                 room = budget - self._progress.finished - self.running
                 sizes = packer.sizes(room, free, workers, len(planned)) if decision is None else []
+                if sizes and not planned and fit_future is not None and self.emulator is None:
+                    # Past the initial design, wait for the first model rather than spend the
+                    # budget on model-free picks (cheap simulations would outrun the fit).
+                    sizes = []
                 if sizes:
                     total = sum(sizes)
                     ids = [planned.popleft() for _ in range(min(total, len(planned)))]

@@ -145,7 +145,8 @@ def status(
         if "n_pass" in pool:
             line += (
                 f", {pool['n_pass']:.0f} pass (level {pool['threshold']:.4g}), least class "
-                f"confidence {pool['min_confidence']:.4f}"
+                f"confidence {pool['min_confidence']:.4f}, expected accuracy "
+                f"{100 * pool.get('expected_accuracy', float('nan')):.2f} %"
             )
         console.print(line, highlight=False)
 

@@ -201,6 +201,13 @@ class StopSection(_Section):
         description="Stop once every candidate's class (pass or not) is known with this "
         "probability; needs a [goal].",
     )
+    screening_accuracy: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1,
+        description="Stop once the fraction of the pool expected to be labelled correctly "
+        "(mean class confidence) reaches this; needs a [goal].",
+    )
 
 
 class ExecutionSection(_Section):
@@ -304,8 +311,9 @@ class CampaignSpec(_Section):
             raise ValueError("[goal] screens a [pool]; add one")
         if self.design.strategy == "straddle" and self.goal is None:
             raise ValueError("design.strategy 'straddle' needs a [goal]")
-        if self.stop.screening_confidence is not None and self.goal is None:
-            raise ValueError("stop.screening_confidence needs a [goal]")
+        for rule in ("screening_confidence", "screening_accuracy"):
+            if getattr(self.stop, rule) is not None and self.goal is None:
+                raise ValueError(f"stop.{rule} needs a [goal]")
         if self.design.initial is not None and self.design.initial > self.stop.max_simulations:
             raise ValueError(
                 f"design.initial ({self.design.initial}) exceeds stop.max_simulations "

@@ -6,7 +6,10 @@ Each candidate gets the emulator's mean and std and the probability that it pass
 candidates take their class from the observed value. For ``top_k`` the threshold ``t`` is the
 k-th best of the current estimates (observed where simulated, mean elsewhere), so the same
 machinery finds the top k. A candidate's class is known with confidence
-``max(P, 1 - P)``; screening is done when the least certain candidate reaches the target.
+``max(P, 1 - P)``; screening is done when the least certain candidate reaches the target
+(``screening_confidence``), or when the pool's mean confidence, the fraction expected to be
+labelled correctly, does (``screening_accuracy``: in a continuous pool some candidates sit
+on the boundary itself and stay near 0.5 until simulated).
 
 Scoring runs in chunks (bounded memory: ``chunk x n`` per output, never the ``N x N``
 posterior covariance) with GPyTorch's LOVE predictive variances.
@@ -72,6 +75,8 @@ class ScreeningResult:
         sample: ``N`` sample id of the candidate's ok simulation, -1 if none.
         threshold: The level used (the k-th best value for ``top_k``).
         min_confidence: Least ``max(P, 1 - P)`` over unsimulated candidates (1 if none).
+        expected_accuracy: Mean of ``max(P, 1 - P)`` over the pool: the fraction of the pool
+            expected to be labelled correctly.
     """
 
     mean: np.ndarray
@@ -81,6 +86,7 @@ class ScreeningResult:
     sample: np.ndarray
     threshold: float
     min_confidence: float
+    expected_accuracy: float
 
     @property
     def n_pass(self) -> int:
@@ -146,7 +152,8 @@ def screen(
         observed = mean[rows, j]
         p[rows] = (observed >= threshold) if goal.passes_above else (observed <= threshold)
     open_rows = sample < 0
-    confidence = np.maximum(p, 1 - p)[open_rows]
+    everywhere = np.maximum(p, 1 - p)
+    confidence = everywhere[open_rows]
     return ScreeningResult(
         mean=mean,
         std=std,
@@ -155,6 +162,7 @@ def screen(
         sample=sample,
         threshold=threshold,
         min_confidence=float(confidence.min()) if confidence.size else 1.0,
+        expected_accuracy=float(everywhere.mean()),
     )
 
 

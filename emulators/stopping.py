@@ -21,6 +21,7 @@ __all__ = [
     "MaxFailureRate",
     "MaxHours",
     "MaxSimulations",
+    "ScreeningAccuracy",
     "ScreeningConfidence",
     "StopDecision",
     "StopRule",
@@ -133,9 +134,18 @@ class TargetStd(_Composable):
         )
 
 
+def _settled(screening: Mapping[str, float], target: float) -> bool:
+    """Labels flipped since the previous retraining: no more than ``1 - target`` of the pool."""
+    return screening.get("changed", 1.0) <= 1.0 - target
+
+
 @dataclass(frozen=True)
 class ScreeningConfidence(_Composable):
-    """Stop when every unsimulated candidate's class is known with at least ``target``."""
+    """Stop when every unsimulated candidate's class is known with at least ``target``.
+
+    Like :class:`ScreeningAccuracy`, it also needs the labels to have settled: at most
+    ``1 - target`` of the pool changed class since the previous retraining.
+    """
 
     target: float
     name: str = "screening_confidence"
@@ -143,12 +153,37 @@ class ScreeningConfidence(_Composable):
     def __call__(self, state: CampaignState) -> StopDecision | None:
         """Fires on the latest screening's least confidence over the pool."""
         s = state.screening
-        if s is None or s["min_confidence"] < self.target:
+        if s is None or s["min_confidence"] < self.target or not _settled(s, self.target):
             return None
         return StopDecision(
             self.name,
             f"screening done: every candidate's class known with P >= "
             f"{s['min_confidence']:.4g} >= {self.target:g}; {int(s['n_pass'])} pass "
+            f"(n = {state.ok})",
+        )
+
+
+@dataclass(frozen=True)
+class ScreeningAccuracy(_Composable):
+    """Stop when the pool's expected fraction of correct labels reaches ``target``.
+
+    The model's own confidence can be wrong early (a basin it has not seen), so the rule also
+    needs the labels to have settled: at most ``1 - target`` of the pool changed class since
+    the previous retraining.
+    """
+
+    target: float
+    name: str = "screening_accuracy"
+
+    def __call__(self, state: CampaignState) -> StopDecision | None:
+        """Fires on the latest screening's mean class confidence over the pool."""
+        s = state.screening
+        if s is None or s["expected_accuracy"] < self.target or not _settled(s, self.target):
+            return None
+        return StopDecision(
+            self.name,
+            f"screening done: {100 * s['expected_accuracy']:.2f} % of the pool expected "
+            f"labelled correctly >= {100 * self.target:g} %; {int(s['n_pass'])} pass "
             f"(n = {state.ok})",
         )
 

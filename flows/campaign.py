@@ -154,6 +154,17 @@ class ArtifactObserver(CampaignObserver):
         self.uncertainty = f"max relative std {worst:.3g}" + (
             f" (target {target:g})" if target is not None else ""
         )
+        if campaign.screening is not None:
+            s = campaign.screening
+            self.uncertainty = (
+                f"{s['n_pass']:.0f} of the pool pass; least class confidence "
+                f"{s['min_confidence']:.4f}; expected accuracy {100 * s['expected_accuracy']:.2f} %"
+                + (
+                    f" (target {self.spec.stop.screening_confidence:g})"
+                    if self.spec.stop.screening_confidence
+                    else ""
+                )
+            )
         self.logger.info(
             "retrained on n = %d in %.2f s: %s", step.n, step.fit_seconds, self.uncertainty
         )
@@ -171,12 +182,22 @@ class ArtifactObserver(CampaignObserver):
                 for i, name in enumerate(campaign.outputs)
             )
         c = outcome.counts
+        pool = ""
+        if campaign.screening is not None and campaign.pool is not None:
+            s = campaign.screening
+            pool = (
+                f"**Pool:** {len(campaign.pool)} candidates, {s['simulated']:.0f} simulated, "
+                f"{s['n_pass']:.0f} pass (level {s['threshold']:.4g}); least class confidence "
+                f"{s['min_confidence']:.4f}. Export: `emucamp export {outcome.store} "
+                "--passing -o hits.csv`\n\n"
+            )
         create_markdown_artifact(
             f"# Campaign {self.spec.campaign.name}\n\n"
             f"**Stopped:** {outcome.reason} (`{outcome.rule}`)\n\n"
             f"**Simulations:** {c['ok']} ok, {c['failed']} failed, {c['timeout']} timeout, "
             f"{c['pending']} pending\n\n"
             f"**Store:** `{outcome.store}`\n\n"
+            f"{pool}"
             "| output | max rel. std | mean rel. std | LOO NRMSE |\n|---|---|---|---|\n"
             f"{rows}\n\n"
             f"Load the emulator: `emucamp.load_emulator({outcome.store!r})`\n",

@@ -126,6 +126,10 @@ def test_random_order_baseline_and_a_pool_that_runs_out(tmp_path, sims_dir):
         ({"goal": {"output": "z", "below": 1.0}}, "goal.output 'z' is not a declared output"),
         ({"goal": {"output": "y", "below": 1.0, "above": 2.0}}, "exactly one of below, above"),
         ({"goal": None}, "'straddle' needs a [goal]"),
+        (
+            {"goal": None, "design": {"strategy": "random"}, "stop": {"screening_accuracy": 0.9}},
+            "stop.screening_accuracy needs a [goal]",
+        ),
         ({"design": {"strategy": "integrated-variance"}}, "does not select from a pool"),
         ({"pool": {"path": "nowhere.csv"}}, "pool file not found"),
         ({"parameters": {"x1": {"low": 0.2, "high": 1.0}, "x2": {}}}, "column 'x1' spans [0, 1]"),

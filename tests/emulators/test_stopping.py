@@ -8,6 +8,8 @@ from emucamp.emulators.stopping import (
     MaxFailureRate,
     MaxHours,
     MaxSimulations,
+    ScreeningAccuracy,
+    ScreeningConfidence,
     TargetLooNrmse,
     TargetStd,
 )
@@ -76,3 +78,18 @@ def test_rules_compose_and_the_first_that_holds_wins():
     assert decision is not None and decision.rule == "target_std"
     state.step = step([0.5, 0.5])
     assert rules(state) is None
+
+
+def test_screening_rules_read_the_latest_pool_summary():
+    summary = {"min_confidence": 0.97, "expected_accuracy": 0.996, "n_pass": 120.0, "changed": 0.0}
+    state = CampaignState(finished=60, ok=60, screening=summary)
+    assert ScreeningConfidence(0.99)(state) is None  # one candidate is still 97 % sure
+    assert ScreeningConfidence(0.95)(state).rule == "screening_confidence"  # type: ignore[union-attr]
+    decision = ScreeningAccuracy(0.995)(state)
+    assert decision is not None and "99.60 % of the pool" in decision.reason
+    assert "120 pass" in decision.reason
+    assert ScreeningAccuracy(0.999)(state) is None
+    assert ScreeningAccuracy(0.6)(CampaignState()) is None  # no screening yet
+    unsettled = CampaignState(ok=60, screening={**summary, "changed": 0.1})
+    assert ScreeningAccuracy(0.995)(unsettled) is None  # 10 % of labels just flipped
+    assert ScreeningConfidence(0.95)(unsettled) is None

@@ -176,3 +176,36 @@ def test_a_killed_dask_worker_costs_nothing(prefect_api, tmp_path, sims_dir, mon
     workers = {json.loads(line)["pid"] for line in log.read_text().splitlines()}
     assert killed["pid"] not in workers  # its result came from another process
     assert len(log.read_text().splitlines()) == 16  # every other simulation ran once
+
+
+def test_flow_screens_a_pool_in_packs_and_shows_it(prefect_api, tmp_path, sims_dir):
+    import pandas as pd
+
+    from emucamp.flows import run_campaign
+
+    g = np.linspace(0.0, 1.0, 30)
+    x1, x2 = (a.ravel() for a in np.meshgrid(g, g))
+    pd.DataFrame({"x1": x1, "x2": x2}).to_csv(tmp_path / "pool.csv", index=False)
+    spec = spec_for(
+        tmp_path,
+        sims_dir,
+        "flow-screen",
+        simulator={"function": "campaign_sims:smooth2d"},
+        parameters={"x1": {}, "x2": {}},
+        pool={"path": str(tmp_path / "pool.csv")},
+        goal={"output": "y", "above": 1.5},
+        design={"strategy": "straddle", "initial": 8},
+        stop={"max_simulations": 120, "target_std": None, "screening_confidence": 0.99},
+        execution={"workers": 2, "per_task": 16},
+    )
+    outcome = run_campaign(spec)
+    assert outcome["rule"] == "screening_confidence"
+    store = CampaignStore.open(tmp_path / "flow-screen.zarr")
+    cand = store.candidates()
+    truth = smooth2d_np(cand["features"]) > 1.5
+    assert np.mean((cand["passes"] == 1) == truth) >= 0.99
+    progress = read_artifacts("flow-screen-progress")[0]
+    assert "of the pool pass; least class confidence" in progress.description
+    assert float(progress.data) == pytest.approx(100 * store.counts()["ok"] / 120)
+    summary = read_artifacts("flow-screen-summary")[0].data
+    assert "**Pool:** 900 candidates" in summary and "emucamp export" in summary
