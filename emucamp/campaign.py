@@ -76,6 +76,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _REFIT_GROWTH = 0.10
+_SELECT_BATCH = 64  # points chosen in one selection call before their packs go out
+
+
+def _groups(sizes: list[int], batch: int) -> list[list[int]]:
+    """Consecutive pack sizes, grouped to at most ``batch`` points (a larger pack alone)."""
+    groups: list[list[int]] = []
+    for k in sizes:
+        if groups and sum(groups[-1]) + k <= batch:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
 
 
 def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: object) -> None:
@@ -604,8 +616,7 @@ class Campaign:
         obs.on_start(self)
         try:
             while True:
-                # Refill every free slot at once: one selection and one store write for the
-                # whole round, then one task per pack.
+                # Refill every free slot at once, one task per pack.
                 free = packer.slots(workers, len(planned)) - len(self.in_flight)
                 room = budget - self._progress.finished - self.running
                 sizes = packer.sizes(room, free, workers, len(planned)) if decision is None else []
@@ -613,8 +624,10 @@ class Campaign:
                     # Past the initial design, wait for the first model rather than spend the
                     # budget on model-free picks (cheap simulations would outrun the fit).
                     sizes = []
-                if sizes:
-                    total = sum(sizes)
+                # Small packs share one selection and one store write; large ones go out
+                # as soon as their own points are chosen (selection grows with the batch).
+                for group in _groups(sizes, _SELECT_BATCH):
+                    total = sum(group)
                     ids = [planned.popleft() for _ in range(min(total, len(planned)))]
                     if len(ids) < total:
                         X, origin = self._select(strategy, sobol, total - len(ids))
@@ -626,7 +639,7 @@ class Campaign:
                         if sid in resumed:
                             store.mark_submitted(sid)
                     start = 0
-                    for k in sizes:
+                    for k in group:
                         pack = ids[start : start + k]
                         start += k
                         if not pack:
@@ -638,6 +651,8 @@ class Campaign:
                         future.add_done_callback(functools.partial(_notify, events, next_pack))
                         next_pack += 1
                         obs.on_submit(jobs, self)
+                    if exhausted:
+                        break
 
                 if (
                     not self.in_flight

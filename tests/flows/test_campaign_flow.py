@@ -195,17 +195,17 @@ def test_flow_screens_a_pool_in_packs_and_shows_it(prefect_api, tmp_path, sims_d
         pool={"path": str(tmp_path / "pool.csv")},
         goal={"output": "y", "above": 1.5},
         design={"strategy": "straddle", "initial": 8},
-        stop={"max_simulations": 120, "target_std": None, "screening_confidence": 0.99},
+        stop={"max_simulations": 200, "target_std": None, "screening_accuracy": 0.995},
         execution={"workers": 2, "per_task": 16},
     )
     outcome = run_campaign(spec)
-    assert outcome["rule"] == "screening_confidence"
+    assert outcome["rule"] == "screening_accuracy", outcome["reason"]
     store = CampaignStore.open(tmp_path / "flow-screen.zarr")
     cand = store.candidates()
     truth = smooth2d_np(cand["features"]) > 1.5
     assert np.mean((cand["passes"] == 1) == truth) >= 0.99
     progress = read_artifacts("flow-screen-progress")[0]
     assert "of the pool pass; least class confidence" in progress.description
-    assert float(progress.data) == pytest.approx(100 * store.counts()["ok"] / 120)
+    assert float(progress.data) == pytest.approx(100 * store.counts()["ok"] / 200)
     summary = read_artifacts("flow-screen-summary")[0].data
     assert "**Pool:** 900 candidates" in summary and "emucamp export" in summary
