@@ -372,6 +372,7 @@ class Campaign:
         self.goal = _goal(spec)
         self.screening: dict[str, float] | None = None
         self._last_passes: np.ndarray | None = None
+        self._score_client: Any = None
         self.emulator: GPEmulator | None = None
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
@@ -470,12 +471,12 @@ class Campaign:
             for row in rows:
                 simulated[row] = (ids[i], float(Y[i, j]))
         if self.goal is None:
-            mean, std = score_pool(emulator, self.pool_unit)
+            mean, std = score_pool(emulator, self.pool_unit, client=self._score_client)
             sample = np.full(len(self.pool), -1, dtype=np.int64)
             for row, (sid, _) in simulated.items():
                 sample[row] = sid
             return _PoolScores(mean, std, None, sample, {"simulated": float(len(simulated))})
-        result = screen(emulator, self.pool_unit, self.goal, simulated)
+        result = screen(emulator, self.pool_unit, self.goal, simulated, client=self._score_client)
         summary = {
             "threshold": result.threshold,
             "min_confidence": result.min_confidence,
@@ -558,6 +559,8 @@ class Campaign:
         """
         obs = observer or CampaignObserver()
         spec, store = self.spec, self.store
+        if self.pool is not None and spec.execution.score_on_workers:
+            self._score_client = getattr(executor, "client", None)
         self.started = time.monotonic()
         store.set_stop("", "")
         store.set_spec(spec.to_json_dict())

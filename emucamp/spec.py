@@ -221,6 +221,11 @@ class ExecutionSection(_Section):
     )
     address: str | None = Field(default=None, description="An existing Dask scheduler.")
     threads_per_worker: int = Field(default=1, ge=1)
+    score_on_workers: bool = Field(
+        default=False,
+        description="Score a [pool] on the Dask workers after each retraining instead of in "
+        "the flow process (for large pools on a cluster).",
+    )
 
     @field_validator("per_task")
     @classmethod

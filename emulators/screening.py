@@ -24,7 +24,7 @@ al., 2005) scores ``1.96 std - |mean - t|``: large where the class is least cert
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import gpytorch
 import numpy as np
@@ -35,6 +35,7 @@ from scipy.special import ndtr
 from emucamp.emulators.gp import DTYPE, GPEmulator
 from emucamp.emulators.strategies import greedy_conditioned
 from emucamp.space import Space
+from emucamp.storage import EmulatorState
 
 __all__ = ["Goal", "PoolStrategy", "ScreeningResult", "initial_pool_design", "score_pool", "screen"]
 
@@ -94,15 +95,48 @@ class ScreeningResult:
         return int(self.passes.sum())
 
 
+# Per-process cache of emulators rebuilt from a scattered state: one rebuild per worker
+# per retraining, not one per chunk.
+_rebuilt: dict[int, GPEmulator] = {}
+
+
+def _score_chunk(U: np.ndarray, state: EmulatorState, space: Space) -> tuple[np.ndarray, ...]:
+    emulator = _rebuilt.get(id(state))
+    if emulator is None:
+        if len(_rebuilt) > 4:
+            _rebuilt.clear()
+        emulator = _rebuilt[id(state)] = GPEmulator.from_state(state, space)
+    return score_pool(emulator, U)
+
+
 def score_pool(
-    emulator: GPEmulator, U: np.ndarray, chunk: int = 16384
+    emulator: GPEmulator, U: np.ndarray, chunk: int = 16384, client: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and std of every output at ``N x d`` unit-cube candidates, in chunks.
+
+    Args:
+        emulator: The fitted emulator.
+        U: ``N x d`` candidates on the unit cube.
+        chunk: Candidates scored at once.
+        client: A ``distributed.Client``: score the chunks on its workers (the emulator
+            goes to each worker once, as plain arrays, and is rebuilt there).
 
     Returns:
         Two ``N x m`` arrays. Peak memory is about ``chunk x n x m`` floats beyond the
         inputs and outputs, whatever ``N``.
     """
+    if client is not None and len(U) > chunk:
+        state = client.scatter(emulator.state(), broadcast=True)
+        parts = client.gather(
+            client.map(
+                _score_chunk,
+                [U[i : i + chunk] for i in range(0, len(U), chunk)],
+                state=state,
+                space=emulator.space,
+                pure=False,
+            )
+        )
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     means, stds = [], []
     with gpytorch.settings.fast_pred_var(), torch.no_grad():
         for i in range(0, max(len(U), 1), chunk):
@@ -123,6 +157,7 @@ def screen(
     goal: Goal,
     simulated: dict[int, tuple[int, float]],
     chunk: int = 16384,
+    client: Any = None,
 ) -> ScreeningResult:
     """Score and classify every candidate.
 
@@ -132,8 +167,9 @@ def screen(
         goal: What passes.
         simulated: Candidate row -> (sample id, observed goal output) for ok simulations.
         chunk: Candidates scored at once.
+        client: Score on these Dask workers (see :func:`score_pool`).
     """
-    mean, std = score_pool(emulator, U, chunk)
+    mean, std = score_pool(emulator, U, chunk, client)
     j = goal.output
     rows = np.fromiter(simulated, dtype=np.int64, count=len(simulated))
     sample = np.full(len(U), -1, dtype=np.int64)

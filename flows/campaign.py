@@ -83,6 +83,10 @@ class PrefectTaskExecutor:
         self.task = simulate.with_options(
             retries=runner.retries, retry_delay_seconds=retry_delay_seconds
         )
+        # The task runner's Dask client, for work that is not a simulation (pool scoring).
+        context = FlowRunContext.get()
+        runner_ = context.task_runner if context is not None else None
+        self.client = runner_.client if isinstance(runner_, DaskTaskRunner) else None
 
     def submit(self, jobs: Sequence[SimJob]) -> _TaskFuture:
         """Submit one task run for the pack."""

@@ -95,3 +95,22 @@ def test_initial_pool_design_is_spread_and_distinct(space, pool):
     picked = pool[rows]
     assert picked[:, 0].min() < 0.2 and picked[:, 0].max() > 0.8  # covers the square
     assert len(set(initial_pool_design(space, pool[:5], 16, seed=0))) == 5
+
+
+def test_scoring_on_dask_workers_equals_scoring_here(fitted, pool):
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                     host="127.0.0.1") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        mean, std = score_pool(fitted, pool, chunk=500, client=client)
+        workers = client.run(lambda: __import__("os").getpid())
+        rebuilt = client.run(
+            lambda: len(__import__("emucamp.emulators.screening").emulators.screening._rebuilt)
+        )
+    local_mean, local_std = score_pool(fitted, pool, chunk=500)
+    np.testing.assert_allclose(mean, local_mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(std, local_std, rtol=1e-9, atol=1e-12)
+    assert len(workers) == 2 and sum(rebuilt.values()) >= 1  # rebuilt on the workers
