@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
         if suffix == ".zarr" or (path / "zarr.json").is_file() or (path / ".zgroup").is_file():
             import xarray as xr
 
-            ds = xr.open_zarr(path, consolidated=None)
+            with warnings.catch_warnings():
+                # A pool without consolidated metadata is read the slower way: no news.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ds = xr.open_zarr(path, consolidated=None)
             # Only the columns asked for are read; absent ones are reported by name later.
             present = [c for c in columns if c in ds.variables]
             return pd.DataFrame({c: np.asarray(ds[c].values).reshape(-1) for c in present})

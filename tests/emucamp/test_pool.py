@@ -26,7 +26,9 @@ def test_pools_read_the_same_from_csv_parquet_and_zarr(tmp_path, table, suffix):
     elif suffix == ".parquet":
         table.to_parquet(path, index=False)
     else:
-        xr.Dataset({c: ("candidate", table[c].to_numpy()) for c in table}).to_zarr(path)
+        xr.Dataset({c: ("candidate", table[c].to_numpy()) for c in table}).to_zarr(
+            path, consolidated=False
+        )
     pool = CandidatePool.load(path, ["x1", "x2"], id_column="formula")
     np.testing.assert_array_equal(pool.features, table[["x1", "x2"]].to_numpy())
     assert list(pool.ids) == ["A", "B", "C", "D"]
