@@ -369,6 +369,12 @@ class Campaign:
         )
         self.pool = pool
         self.pool_unit = self.space.to_unit(pool.features) if pool is not None else None
+        if self.pool_unit is not None:
+            # A pool's uncertainty is judged on the pool, not on the box around it (which
+            # may hold inputs no candidate has, such as fractions that add up past one).
+            rng = np.random.default_rng(spec.campaign.seed + 104729)
+            size = min(len(self.pool_unit), spec.stop.reference_points)
+            self.reference = self.pool_unit[rng.choice(len(self.pool_unit), size, replace=False)]
         self.goal = _goal(spec)
         self.screening: dict[str, float] | None = None
         self._last_passes: np.ndarray | None = None
