@@ -379,6 +379,8 @@ class Campaign:
         self.screening: dict[str, float] | None = None
         self._last_passes: np.ndarray | None = None
         self._score_client: Any = None
+        if self.pool is not None and store.has_candidates:
+            self._check_same_pool()  # before anything is written
         self.emulator: GPEmulator | None = None
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
@@ -448,6 +450,19 @@ class Campaign:
     def counts(self) -> dict[str, int]:
         """Samples per status."""
         return self.store.counts()
+
+    def _check_same_pool(self) -> None:
+        """A resumed screening campaign must see the pool its store was made from."""
+        assert self.pool is not None
+        stored = self.store.candidates()
+        same = len(stored["id"]) == len(self.pool) and np.array_equal(
+            stored["features"], self.pool.features
+        )
+        if not same or not np.array_equal(stored["id"], self.pool.ids.astype(str)):
+            raise StoreError(
+                f"{self.store.path}: holds a pool of {len(stored['id'])} candidates that differs "
+                f"from {self.pool.source} ({len(self.pool)} rows); use another store path"
+            )
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """The ``ok`` rows now: ``n x d`` inputs, ``n x m`` outputs and their sample ids."""

@@ -251,3 +251,16 @@ def test_predict_passes_extra_columns_through(
     truth = [branin(x1=1.0, x2=2.0), branin(x1=-3.0, x2=12.0)]
     assert all(abs(m - t) < 4 * s + 0.1 * abs(t) for m, t, s in
                zip(table["y_mean"], truth, table["y_std"], strict=True))  # fmt: skip
+
+
+def test_export_without_a_pool_is_one_line(
+    cli: CliRunner, fitted_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hits.csv"
+    result = cli.invoke(app, ["export", str(fitted_store), "--passing", "-o", str(out)])
+    assert result.exit_code == 2
+    err = plain(result.stderr).strip()
+    assert len(err.splitlines()) == 1 and "no candidate pool in this store" in err
+    assert not out.exists()
+    missing = cli.invoke(app, ["export", str(tmp_path / "none.zarr")])
+    assert missing.exit_code == 2 and "no campaign store here" in plain(missing.stderr)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from emucamp.campaign import Campaign
 from emucamp.cli import app
-from emucamp.errors import SpecError
+from emucamp.errors import SpecError, StoreError
 from emucamp.executors import PoolExecutor
 from emucamp.spec import parse_spec
 from emucamp.storage import CampaignStore
@@ -141,3 +141,21 @@ def test_bad_screening_specs_are_named(tmp_path, sims_dir, pool_csv, over, messa
         Campaign.open(spec).close()
     assert message in str(err.value)
     assert not (tmp_path / "s.zarr").exists()  # nothing written
+
+
+def test_a_screening_campaign_resumes_on_its_pool_and_refuses_another(tmp_path, sims_dir, pool_csv):
+    stop = {"max_simulations": 20}
+    first = run(screening_spec(tmp_path, sims_dir, pool_csv, stop=stop))
+    assert first.counts["ok"] == 20
+    more = run(screening_spec(tmp_path, sims_dir, pool_csv, stop={"max_simulations": 36}))
+    assert more.counts["ok"] == 36 and more.simulated == 16  # nothing simulated twice
+    store = CampaignStore.open(tmp_path / "s.zarr")
+    assert len(np.unique(store.inputs(), axis=0)) == 36
+    assert (store.candidates()["sample"] >= 0).sum() == 36
+
+    other = tmp_path / "other.csv"
+    pd.read_csv(pool_csv).iloc[:-1].to_csv(other, index=False)  # one candidate fewer
+    with pytest.raises(StoreError, match="differs from"):
+        run(screening_spec(tmp_path, sims_dir, other, stop={"max_simulations": 40}))
+    untouched = CampaignStore.open(tmp_path / "s.zarr")
+    assert untouched.counts()["ok"] == 36 and untouched.spec["pool"]["path"] == str(pool_csv)
