@@ -108,6 +108,13 @@ class SimulatorSection(_Section):
             )
         if self.command is not None and (not self.command or not self.command[0].strip()):
             raise ValueError("command must name a program")
+        if self.workdir is not None:
+            parts = Path(self.workdir).parts
+            if Path(self.workdir).is_absolute() or ".." in parts or not parts:
+                raise ValueError(
+                    f"workdir {self.workdir!r} must be a folder inside the campaign's folder "
+                    "(a relative path without '..')"
+                )
         if self.isolate and self.command is not None:
             raise ValueError("isolate applies to 'function'; a command runs in its own process")
         return self

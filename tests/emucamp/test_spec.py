@@ -91,6 +91,16 @@ MALFORMED: list[tuple[str, str, str]] = [
         "parameters.x1.low",
     ),
     (
+        "workdir-outside",
+        toml(simulator='[simulator]\ncommand = ["./sim"]\nworkdir = "/tmp/elsewhere"\n'),
+        "simulator: workdir '/tmp/elsewhere' must be a folder inside the campaign's folder",
+    ),
+    (
+        "workdir-escapes",
+        toml(simulator='[simulator]\ncommand = ["./sim"]\nworkdir = "runs/../../up"\n'),
+        "must be a folder inside the campaign's folder",
+    ),
+    (
         "missing-bound",
         toml(parameters="[parameters]\nx1 = { low = 0.0 }\n"),
         "parameters.x1: low and high are required",
