@@ -159,3 +159,21 @@ def test_a_screening_campaign_resumes_on_its_pool_and_refuses_another(tmp_path, 
         run(screening_spec(tmp_path, sims_dir, other, stop={"max_simulations": 40}))
     untouched = CampaignStore.open(tmp_path / "s.zarr")
     assert untouched.counts()["ok"] == 36 and untouched.spec["pool"]["path"] == str(pool_csv)
+
+
+def test_max_variance_over_a_pool_without_a_goal_emulates_the_pool(tmp_path, sims_dir, pool_csv):
+    spec = screening_spec(
+        tmp_path, sims_dir, pool_csv,
+        goal=None,
+        design={"initial": 8, "strategy": "max-variance"},
+        stop={"max_simulations": 40, "target_std": 0.02},
+    )  # fmt: skip
+    outcome = run(spec)
+    assert outcome.rule in ("target_std", "max_simulations")
+    store = CampaignStore.open(tmp_path / "s.zarr")
+    cand = store.candidates()
+    assert np.isnan(cand["p_pass"]).all() and (cand["passes"] == -1).all()  # no goal, no class
+    truth = smooth2d_np(cand["features"])
+    rmse = np.sqrt(np.mean((cand["mean"][:, 0] - truth) ** 2))
+    assert rmse / truth.std() < 0.05  # the pool's estimates are the emulator's
+    assert set(map(tuple, store.inputs())) <= set(map(tuple, cand["features"]))  # pool rows only
