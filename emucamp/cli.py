@@ -1,4 +1,4 @@
-"""The ``emucamp`` command line: run, status, predict, export, validate.
+"""The ``emucamp`` command line: run, status, predict, export, report, validate.
 
 Errors that are the user's to fix (a bad spec, a missing column, a store in use) print one
 line and exit with code 2; nothing is written before the input has been checked.
@@ -232,6 +232,24 @@ def export(
     tmp.replace(output)  # never a half-written file under the requested name
     n_sim = int(np.sum(table["simulated"]))
     errors.print(f"wrote {len(table)} candidates ({n_sim} simulated) to {output}", highlight=False)
+
+
+@app.command()
+def report(
+    store: Annotated[Path, typer.Argument(help="Campaign store (a .zarr folder).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for index.md + PNGs.")
+    ] = Path("report"),
+) -> None:
+    """Write plots (convergence, parity, relevance, slices, pool) and an index.md."""
+    from emucamp.report import write_report
+
+    try:
+        index = write_report(store, output)
+    except EmucampError as exc:
+        raise _fail(exc) from None
+    pngs = sorted(p.name for p in index.parent.glob("*.png"))
+    errors.print(f"wrote {index} and {len(pngs)} plots: {', '.join(pngs)}", highlight=False)
 
 
 def main() -> None:
