@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import dask
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
+    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.context import FlowRunContext
@@ -173,6 +174,24 @@ class ArtifactObserver(CampaignObserver):
             "retrained on n = %d in %.2f s: %s", step.n, step.fit_seconds, self.uncertainty
         )
         self._update(campaign)
+        self._diagnostics(campaign)
+
+    def _diagnostics(self, campaign: Campaign) -> None:
+        """The per-retraining table, one row per step, as one keyed table artifact."""
+        target = self.spec.stop.target_std
+        rows = []
+        for s in campaign.store.steps():
+            row: dict[str, Any] = {"n": s.n, "fit seconds": round(s.fit_seconds, 3)}
+            for j, name in enumerate(campaign.outputs):
+                row[f"{name} max rel. std"] = round(float(s.max_rel_std[j]), 5)
+                row[f"{name} LOO NRMSE"] = round(float(s.loo_nrmse[j]), 5)
+            row["target std"] = target if target is not None else "-"
+            rows.append(row)
+        create_table_artifact(
+            rows,
+            key=_artifact_key(self.spec.campaign.name, "diagnostics"),
+            description=f"{self.spec.campaign.name}: diagnostics at each retraining",
+        )
 
     def on_stop(self, outcome: CampaignOutcome, campaign: Campaign) -> None:
         """Final progress and a markdown summary."""
@@ -386,7 +405,13 @@ def run_campaign(
         argument, base_dir = str(Path(spec).resolve()), None
     # Hold queued tasks on the scheduler until a worker is free (Dask's default sends up to
     # two per worker), so a queued pack starts on whichever worker finishes first.
-    with prefect_api(), dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+    run_tags = ("emucamp", f"campaign:{campaign_spec.campaign.name}",
+                f"strategy:{campaign_spec.design.strategy}")  # fmt: skip
+    with (
+        prefect_api(),
+        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+        tags(*run_tags),
+    ):
         configured = campaign_flow.with_options(
             task_runner=runner,  # type: ignore[arg-type]  # prefect-dask's future type is narrower
             flow_run_name=campaign_spec.campaign.name,

@@ -94,6 +94,13 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     assert "max relative std" in progress[0].description
     summary = read_artifacts("flow-target-summary")
     assert summary and "uncertainty target met" in summary[0].data
+    assert {"emucamp", "campaign:flow-target", "strategy:max-variance"} <= set(run.tags)
+    versions = read_artifacts("flow-target-diagnostics")  # one version per retraining
+    table = max(versions, key=lambda a: a.created)
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert table.type == "table" and len(rows) == store.n_steps  # one row per retraining
+    assert [r["n"] for r in rows] == [s.n for s in store.steps()]
+    assert rows[-1]["y max rel. std"] <= 0.05 and rows[-1]["target std"] == 0.05
 
 
 def test_flow_with_an_external_command_simulator(prefect_api, tmp_path, sims_dir):
