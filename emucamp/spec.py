@@ -410,7 +410,9 @@ class CampaignSpec(_Section):
 
 def _format_error(exc: ValidationError, source: str) -> str:
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    parts = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    # A key is shown as written unless it holds spaces or control characters.
+    loc = ".".join(p if p.isprintable() and p.strip() == p and p else repr(p) for p in parts)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -422,8 +424,10 @@ def _format_error(exc: ValidationError, source: str) -> str:
     tail = f" [+{more} more error{'s' if more > 1 else ''}]" if more else ""
     where = f"{source}: " if source else ""
     if not loc and re.match(r"[a-z_]+\.[A-Za-z_]", msg):
-        return f"{where}{msg}{shown}{tail}"  # a cross-check that names its own field
-    return f"{where}{loc or 'spec'}: {msg}{shown}{tail}"
+        line = f"{where}{msg}{shown}{tail}"  # a cross-check that names its own field
+    else:
+        line = f"{where}{loc or 'spec'}: {msg}{shown}{tail}"
+    return line.replace("\r", "\\r").replace("\n", "\\n")  # always one line
 
 
 def parse_spec(data: Any, source: str = "", base_dir: str | Path | None = None) -> CampaignSpec:

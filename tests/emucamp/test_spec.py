@@ -596,3 +596,11 @@ def test_random_spec_files_are_accepted_or_named(tmp_path: Path, text: str, suff
         load_spec(path)
     except SpecError as exc:
         assert str(exc).startswith(f"{path}:") and "\n" not in str(exc)
+
+
+def test_a_key_with_a_line_break_still_gives_one_line() -> None:
+    """Found by the fuzz test above: a key holding a newline once split the message."""
+    doc = {**VALID, "campaign": {"name": "fuzz", "\n": None}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc, source="fuzz.toml")
+    assert str(err.value) == "fuzz.toml: campaign.'\\n': unknown key (got None)"
