@@ -37,6 +37,7 @@ from emucamp.emulators.screening import (
     initial_pool_design,
     score_pool,
     screen,
+    simulated_samples,
 )
 from emucamp.emulators.stopping import (
     AnyRule,
@@ -279,9 +280,8 @@ class _PackSizer:
         Guided self-scheduling: no pack is larger than one worker's equal share of what is
         left, so packs shrink towards the end and the workers finish together, but none is
         shorter than the measured wait before a pack (below that, splitting costs more
-        than the imbalance it saves). With
-        ``"auto"`` and nothing measured yet, only the ``planned`` inputs go out, spread
-        evenly over the workers.
+        than the imbalance it saves). With ``"auto"`` and nothing measured yet, only the
+        ``planned`` inputs go out, spread evenly over the workers.
         """
         if self.auto and not self.measured:
             n = min(room, planned)
@@ -364,17 +364,17 @@ class Campaign:
         self.simulator = build_simulator(spec)
         self.runner = SimulationRunner(self.simulator, tuple(self.outputs), spec.simulator.retries)
         self.rules = stop_rules(spec)
-        self.reference = self.space.sobol_unit(
-            spec.stop.reference_points, seed=spec.campaign.seed + 104729
-        )
         self.pool = pool
         self.pool_unit = self.space.to_unit(pool.features) if pool is not None else None
-        if self.pool_unit is not None:
+        reference_seed = spec.campaign.seed + 104729
+        if self.pool_unit is None:
+            self.reference = self.space.sobol_unit(spec.stop.reference_points, seed=reference_seed)
+        else:
             # A pool's uncertainty is judged on the pool, not on the box around it (which
             # may hold inputs no candidate has, such as fractions that add up past one).
-            rng = np.random.default_rng(spec.campaign.seed + 104729)
             size = min(len(self.pool_unit), spec.stop.reference_points)
-            self.reference = self.pool_unit[rng.choice(len(self.pool_unit), size, replace=False)]
+            rows = np.random.default_rng(reference_seed).choice(len(self.pool_unit), size, False)
+            self.reference = self.pool_unit[rows]
         self.goal = _goal(spec)
         self.screening: dict[str, float] | None = None
         self._last_passes: np.ndarray | None = None
@@ -455,10 +455,10 @@ class Campaign:
         """A resumed screening campaign must see the pool its store was made from."""
         assert self.pool is not None
         stored = self.store.candidates()
-        same = len(stored["id"]) == len(self.pool) and np.array_equal(
-            stored["features"], self.pool.features
+        same = np.array_equal(stored["features"], self.pool.features) and np.array_equal(
+            stored["id"], self.pool.ids.astype(str)
         )
-        if not same or not np.array_equal(stored["id"], self.pool.ids.astype(str)):
+        if not same:
             raise StoreError(
                 f"{self.store.path}: holds a pool of {len(stored['id'])} candidates that differs "
                 f"from {self.pool.source} ({len(self.pool)} rows); use another store path"
@@ -493,9 +493,7 @@ class Campaign:
                 simulated[row] = (ids[i], float(Y[i, j]))
         if self.goal is None:
             mean, std = score_pool(emulator, self.pool_unit, client=self._score_client)
-            sample = np.full(len(self.pool), -1, dtype=np.int64)
-            for row, (sid, _) in simulated.items():
-                sample[row] = sid
+            sample = simulated_samples(simulated, len(self.pool))
             return _PoolScores(mean, std, None, sample, {"simulated": float(len(simulated))})
         result = screen(emulator, self.pool_unit, self.goal, simulated, client=self._score_client)
         summary = {

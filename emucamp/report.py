@@ -41,6 +41,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, out: Path, name: str) -> str:
+    """Lay out, write ``out/name`` and free the figure; return ``name``."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    _pyplot().close(fig)
+    return name
+
+
 def _convergence(store: CampaignStore, spec: dict[str, Any], out: Path) -> str:
     plt = _pyplot()
     steps = store.steps()
@@ -61,10 +69,7 @@ def _convergence(store: CampaignStore, spec: dict[str, Any], out: Path) -> str:
             title="Leave-one-out error", yscale="log")  # fmt: skip
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "convergence.png", dpi=110)
-    plt.close(fig)
-    return "convergence.png"
+    return _save(fig, out, "convergence.png")
 
 
 def _parity(emulator: GPEmulator, out: Path) -> list[str]:
@@ -85,11 +90,7 @@ def _parity(emulator: GPEmulator, out: Path) -> list[str]:
         title = f"{name}: parity (n = {len(Y)}, {100 * inside:.0f} % within 2 std)"
         ax.set(xlabel=f"simulated {name}", ylabel=f"leave-one-out predicted {name}", title=title)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        file = f"parity-{name}.png"
-        fig.savefig(out / file, dpi=110)
-        plt.close(fig)
-        names.append(file)
+        names.append(_save(fig, out, f"parity-{name}.png"))
     return names
 
 
@@ -112,10 +113,7 @@ def _relevance_plot(emulator: GPEmulator, out: Path) -> str:
     ax.set(xlabel="input", ylabel="relevance (1 / lengthscale, normalised)",
            title="Which inputs each output depends on")  # fmt: skip
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "relevance.png", dpi=110)
-    plt.close(fig)
-    return "relevance.png"
+    return _save(fig, out, "relevance.png")
 
 
 def _slices(emulator: GPEmulator, out: Path, grid: int = 60) -> list[str]:
@@ -146,11 +144,7 @@ def _slices(emulator: GPEmulator, out: Path, grid: int = 60) -> list[str]:
                    xscale="log" if p[a].log else "linear", yscale="log" if p[b].log else "linear",
                    title=f"{name} {label}; other inputs at their centre")  # fmt: skip
             ax.legend(fontsize=7, loc="upper right")
-        fig.tight_layout()
-        file = f"slice-{name}.png"
-        fig.savefig(out / file, dpi=110)
-        plt.close(fig)
-        files.append(file)
+        files.append(_save(fig, out, f"slice-{name}.png"))
     return files
 
 
@@ -181,10 +175,7 @@ def _pool(store: CampaignStore, emulator: GPEmulator, out: Path) -> str | None:
            title=f"Pool: {int(s.get('n_pass', 0))} of {len(F)} pass ({goal}, level "
                  f"{s.get('threshold', math.nan):.4g})")  # fmt: skip
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out / "pool.png", dpi=110)
-    plt.close(fig)
-    return "pool.png"
+    return _save(fig, out, "pool.png")
 
 
 def write_report(store_path: str | Path, out_dir: str | Path) -> Path:

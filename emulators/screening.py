@@ -37,7 +37,15 @@ from emucamp.emulators.strategies import greedy_conditioned
 from emucamp.space import Space
 from emucamp.storage import EmulatorState
 
-__all__ = ["Goal", "PoolStrategy", "ScreeningResult", "initial_pool_design", "score_pool", "screen"]
+__all__ = [
+    "Goal",
+    "PoolStrategy",
+    "ScreeningResult",
+    "initial_pool_design",
+    "score_pool",
+    "screen",
+    "simulated_samples",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,14 @@ def _score_chunk(U: np.ndarray, state: EmulatorState, space: Space) -> tuple[np.
     return score_pool(emulator, U)
 
 
+def simulated_samples(simulated: dict[int, tuple[int, float]], n: int) -> np.ndarray:
+    """``n`` sample ids by candidate row: the row's ok simulation, -1 where there is none."""
+    sample = np.full(n, -1, dtype=np.int64)
+    for row, (sid, _) in simulated.items():
+        sample[row] = sid
+    return sample
+
+
 def score_pool(
     emulator: GPEmulator, U: np.ndarray, chunk: int = 16384, client: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -172,9 +188,8 @@ def screen(
     mean, std = score_pool(emulator, U, chunk, client)
     j = goal.output
     rows = np.fromiter(simulated, dtype=np.int64, count=len(simulated))
-    sample = np.full(len(U), -1, dtype=np.int64)
+    sample = simulated_samples(simulated, len(U))
     if len(rows):
-        sample[rows] = [simulated[r][0] for r in rows]
         mean[rows, j] = [simulated[r][1] for r in rows]
         std[rows, j] = 0.0
     if goal.kind == "top_k":
