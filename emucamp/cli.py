@@ -6,6 +6,7 @@ line and exit with code 2; nothing is written before the input has been checked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -41,24 +42,81 @@ def _quiet_dask() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def _prefect_console(level: str) -> None:
+    # Set before Prefect is imported (it configures logging once). Only the terminal handler
+    # changes: the run's INFO logs still reach the Prefect API and its UI.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", level)
+
+
+class _LiveView:
+    """What the live display shows: the store's progress, re-read at most once a second."""
+
+    def __init__(self, store: Path, since: float) -> None:
+        self.store, self.since = store, since
+        self._snapshot: Any = None
+        self._read_at = -math.inf
+
+    def __call__(self) -> Any:
+        import time
+
+        from rich.text import Text
+
+        from emucamp.progress import try_read
+
+        if time.monotonic() - self._read_at >= 1.0:
+            self._read_at = time.monotonic()
+            self._snapshot = try_read(self.store, self.since, running=True) or self._snapshot
+        if self._snapshot is None:
+            return Text("starting: Prefect API, Dask workers, initial design ...", style="dim")
+        return self._snapshot.renderable()
+
+
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Campaign spec (.toml, .yaml).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print only the outcome, as JSON (for scripts).")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing but errors; the exit code tells.")
+    ] = False,
 ) -> None:
-    """Run a campaign until a stop rule fires; rerunning the same spec resumes it."""
+    """Run a campaign until a stop rule fires; rerunning the same spec resumes it.
+
+    On a terminal a live display shows simulations done and in flight, failures, the
+    uncertainty against its target, elapsed and remaining time; Prefect's own log lines are
+    kept to warnings there (all of them still reach the Prefect API). Piped, the log lines
+    are printed as they come instead.
+    """
+    import time
+
+    from rich.live import Live
+
     from emucamp.spec import load_spec
 
+    live = errors.is_terminal and not (json_out or quiet)
     try:
         campaign_spec = load_spec(spec)
         _quiet_dask()
+        if quiet:
+            _prefect_console("ERROR")
+        elif live or json_out:
+            _prefect_console("WARNING")
         from emucamp.flows import run_campaign  # Prefect loads only for a valid spec
 
-        outcome = run_campaign(campaign_spec)
+        if live:
+            view = _LiveView(campaign_spec.store_path, since=time.time())
+            with Live(get_renderable=view, console=errors, refresh_per_second=2):
+                outcome = run_campaign(campaign_spec)
+                view._read_at = -math.inf  # the final figures, not a second-old frame
+        else:
+            outcome = run_campaign(campaign_spec)
     except EmucampError as exc:
         raise _fail(exc) from None
     if json_out:
         print(json.dumps(outcome))
+        return
+    if quiet:
         return
     c = outcome["counts"]
     console.print(
@@ -104,28 +162,36 @@ def _fmt(value: Any) -> str:
 def status(
     store: Annotated[Path, typer.Argument(help="Campaign store (a .zarr folder).")],
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Follow a running campaign live until it stops (Ctrl-C leaves)."
+        ),
+    ] = False,
 ) -> None:
-    """Summarise a campaign from its store: counts, uncertainty, stop reason."""
+    """Summarise a campaign from its store: progress, uncertainty, stop reason.
+
+    Reads the store only, so it works while another process runs the campaign.
+    """
+    from emucamp.progress import ProgressSnapshot
     from emucamp.storage import CampaignStore
 
     try:
+        snapshot = ProgressSnapshot.read(store)
+        if watch and not json_out:
+            snapshot = _watch(store, snapshot)
         summary = CampaignStore.open(store, mode="r").summary()
     except EmucampError as exc:
         raise _fail(exc) from None
     if json_out:
-        print(json.dumps(summary))
+        print(json.dumps({**summary, "progress": snapshot.to_dict()}))
         return
-    c = summary["counts"]
-    state = summary["stop_reason"] or "not stopped (running, or interrupted: rerun to resume)"
+    console.print(snapshot.renderable())
     console.print(
-        f"[bold]Campaign[/] {summary['campaign']}  [dim]{summary['store']}[/]", highlight=False
-    )
-    console.print(
-        f"Simulations: {summary['finished']} finished of budget {summary['budget']} — "
-        f"{c['ok']} ok, {c['failed']} failed, {c['timeout']} timeout, {c['pending']} pending",
+        f"[dim]{summary['store']} · {summary['steps']} retrainings · "
+        f"{summary['counts']['ok']} ok[/]",
         highlight=False,
     )
-    console.print(f"Retrainings: {summary['steps']}   Stopped: {state}", highlight=False)
     latest = summary["latest"]
     if latest is not None:
         table = Table(title=f"Emulator at n = {latest['n']}", title_justify="left")
@@ -149,6 +215,32 @@ def status(
                 f"{100 * pool.get('expected_accuracy', float('nan')):.2f} %"
             )
         console.print(line, highlight=False)
+
+
+def _watch(store: Path, snapshot: Any, grace: float = 30.0) -> Any:
+    """Redraw the progress every 2 s until the campaign stops or its process goes.
+
+    A campaign's process lets go of the store for a few seconds while it starts (the spec
+    is checked before the Prefect API and Dask are up), so only ``grace`` seconds without
+    a writer count as gone.
+    """
+    import time
+
+    from rich.live import Live
+
+    from emucamp.progress import try_read
+
+    seen = time.monotonic()
+    with contextlib.suppress(KeyboardInterrupt), Live(
+        snapshot.renderable(), console=console, refresh_per_second=1, transient=True
+    ) as live:
+        while not snapshot.stop_reason and time.monotonic() - seen < grace:
+            time.sleep(2.0)
+            snapshot = try_read(store) or snapshot
+            if snapshot.running:
+                seen = time.monotonic()
+            live.update(snapshot.renderable())
+    return snapshot
 
 
 @app.command()

@@ -85,6 +85,11 @@ class StoreLock:
             return True
         return pid != os.getpid() and not _pid_alive(pid)
 
+    def active(self) -> bool:
+        """Whether a process that may still be running holds the lock (another host counts)."""
+        holder = self.holder()
+        return holder is not None and not self._is_stale(holder)
+
     def release(self) -> None:
         """Drop the lock if this object holds it."""
         if self.held:

@@ -450,6 +450,16 @@ class CampaignStore:
         """``k x d`` inputs of the given samples (all if ``None``)."""
         return self._X.copy() if ids is None else self._X[list(ids)]
 
+    def timestamps(self) -> dict[str, np.ndarray]:
+        """Submission, start and end of every sample: epoch seconds, NaN where not yet."""
+        n = len(self._status)
+        return {name: np.asarray(self._array(name)[:n], dtype=float) for name in _TIME_FIELDS}
+
+    @property
+    def writer_active(self) -> bool:
+        """Whether a campaign process that may still be running holds this store's lock."""
+        return self._lock is not None or StoreLock(self.path).active()
+
     def completed(self) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and outputs of the ``ok`` samples: ``n x d`` and ``n x m`` arrays."""
         ok = np.array([s == "ok" for s in self._status], dtype=bool)

@@ -264,3 +264,24 @@ def test_export_without_a_pool_is_one_line(
     assert not out.exists()
     missing = cli.invoke(app, ["export", str(tmp_path / "none.zarr")])
     assert missing.exit_code == 2 and "no campaign store here" in plain(missing.stderr)
+
+
+def test_live_view_says_starting_until_the_store_exists_then_shows_it(tmp_path: Path) -> None:
+    import time
+
+    from rich.console import Console
+
+    from emucamp.cli import _LiveView
+    from emucamp.storage import CampaignStore
+
+    path = tmp_path / "live.zarr"
+    view = _LiveView(path, since=time.time())
+    console = Console(width=120, record=True)
+    console.print(view())
+    assert "starting" in console.export_text()
+    spec = {"campaign": {"name": "live"}, "stop": {"max_simulations": 7}}
+    CampaignStore.create(path, ["a"], ["u"], spec).close()
+    view._read_at = -float("inf")
+    console.print(view())
+    text = console.export_text()
+    assert "0/7 simulations" in text and "running" in text  # the caller runs it

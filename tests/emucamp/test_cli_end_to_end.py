@@ -8,11 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from emucamp.storage import CampaignStore
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +60,24 @@ def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
 
-    done = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
     store = tmp_path / "runs" / "cli-demo.zarr"  # default store, beside the spec
-    assert "Stopped: uncertainty target met" in done.stdout
-    assert f"Store: {store}" in done.stdout
+    proc = subprocess.Popen([EMUCAMP, "run", "campaign.toml"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (store / "zarr.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # A second process follows the campaign from the store alone while it runs.
+        assert CampaignStore.open(store).stop_reason == ""
+        watch = emucamp("status", str(store), "--watch", env=env, cwd=tmp_path)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert watch.returncode == 0, watch.stderr
+    assert "stopped: uncertainty target met" in watch.stdout and "/40 simulations" in watch.stdout
+    assert "Stopped: uncertainty target met" in stdout
+    assert f"Store: {store}" in stdout
 
     status = emucamp("status", str(store), "--json", env=env, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
@@ -69,6 +85,8 @@ def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
     assert summary["stop_rule"] == "target_std"
     assert summary["counts"]["ok"] == summary["samples"] >= 6
     assert summary["latest"]["max_rel_std"]["y"] <= 0.08
+    assert summary["progress"]["finished"] == summary["samples"]
+    assert summary["progress"]["state"].startswith("stopped") and not summary["progress"]["running"]
 
     human = emucamp("status", str(store), env=env, cwd=tmp_path)
     assert "uncertainty target met" in human.stdout and "LOO NRMSE" in human.stdout
@@ -83,9 +101,12 @@ def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
     assert np.abs(table["y_mean"].to_numpy() - truth).max() < 0.1
     assert (table["y_std"] > 0).all()
 
-    again = emucamp("run", "campaign.toml", env=env, cwd=tmp_path)  # rerun = resume
+    again = emucamp("run", "campaign.toml", "--json", env=env, cwd=tmp_path)  # rerun = resume
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "(0 in this run)" in again.stdout
+    outcome = json.loads(again.stdout)  # nothing but the JSON on stdout
+    assert outcome["simulated"] == 0 and outcome["rule"] == "target_std"
+    quiet = emucamp("run", "campaign.toml", "--quiet", env=env, cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stderr[-3000:]
     assert (
         json.loads(emucamp("status", str(store), "--json", env=env, cwd=tmp_path).stdout)["samples"]
         == summary["samples"]
