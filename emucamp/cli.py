@@ -231,9 +231,10 @@ def _watch(store: Path, snapshot: Any, grace: float = 30.0) -> Any:
     from emucamp.progress import try_read
 
     seen = time.monotonic()
-    with contextlib.suppress(KeyboardInterrupt), Live(
-        snapshot.renderable(), console=console, refresh_per_second=1, transient=True
-    ) as live:
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        Live(snapshot.renderable(), console=console, refresh_per_second=1, transient=True) as live,
+    ):
         while not snapshot.stop_reason and time.monotonic() - seen < grace:
             time.sleep(2.0)
             snapshot = try_read(store) or snapshot

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from emucamp.emulators.diagnostics import Region, regions
 from emucamp.emulators.gp import GPEmulator
 from emucamp.errors import StoreError
 from emucamp.storage import CampaignStore
 
-__all__ = ["write_report"]
+__all__ = ["regions_markdown", "write_report"]
 
 
 def _pyplot() -> Any:
@@ -178,6 +179,21 @@ def _pool(store: CampaignStore, emulator: GPEmulator, out: Path) -> str | None:
     return _save(fig, out, "pool.png")
 
 
+def regions_markdown(found: list[Region]) -> str:
+    """A markdown table of :func:`~emucamp.emulators.diagnostics.regions`, one row per output."""
+    kinds = ["lowest simulated", "highest simulated", "least certain", "largest LOO error"]
+    heads = ["lowest simulated", "highest simulated", "least certain (std)", "largest LOO error"]
+    rows = ["| output | " + " | ".join(heads) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for output in dict.fromkeys(r.output for r in found):
+        cells = []
+        for kind in kinds:
+            r = next(r for r in found if r.output == output and r.kind == kind)
+            where = ", ".join(f"{k}={v:.4g}" for k, v in r.inputs.items())
+            cells.append(f"{r.value:.4g} at {where}")
+        rows.append(f"| {output} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def write_report(store_path: str | Path, out_dir: str | Path) -> Path:
     """Write the plots and ``index.md`` for a campaign store into ``out_dir``.
 
@@ -227,6 +243,8 @@ def write_report(store_path: str | Path, out_dir: str | Path) -> Path:
             *[f"![slice]({f})" for f in slices],
             "",
         ]
+    reference = emulator.space.sobol_unit(1024, seed=0)
+    lines += ["## Best and worst regions", "", regions_markdown(regions(emulator, reference)), ""]
     pool = _pool(store, emulator, out)
     if pool:
         lines += ["## Pool", "", f"![pool]({pool})", ""]

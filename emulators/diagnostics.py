@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from emucamp.emulators.gp import GPEmulator
 from emucamp.storage import StepRecord
 
-__all__ = ["diagnose", "loo_metrics", "relative_std"]
+__all__ = ["Region", "diagnose", "loo_metrics", "regions", "relative_std"]
 
 
 def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,3 +56,59 @@ def diagnose(emulator: GPEmulator, reference_unit: np.ndarray) -> StepRecord:
         loo_coverage=coverage,
         lengthscales=emulator.lengthscales,
     )
+
+
+@dataclass(frozen=True)
+class Region:
+    """A notable place in the input space for one output.
+
+    Attributes:
+        kind: ``lowest simulated``, ``highest simulated``, ``least certain`` (largest posterior
+            std over the reference set) or ``largest LOO error`` (the training point the others
+            predict worst).
+        output: The output's name.
+        value: The output value there (for ``least certain``: the posterior std; for
+            ``largest LOO error``: the absolute LOO error).
+        inputs: The parameter values, by name.
+    """
+
+    kind: str
+    output: str
+    value: float
+    inputs: dict[str, float]
+
+
+def regions(emulator: GPEmulator, reference_unit: np.ndarray) -> list[Region]:
+    """Best and worst places per output.
+
+    The extremes of the simulated data, where the emulator is least certain, and where it
+    predicts its own training data worst (leave-one-out).
+
+    Args:
+        emulator: A fitted emulator.
+        reference_unit: ``r x d`` reference points in the unit cube (where uncertainty is judged).
+
+    Returns:
+        Four :class:`Region` per output, in that order.
+    """
+    X, Y = emulator.training_data()
+    names = emulator.space.names
+    _, std = emulator.predict_unit(reference_unit)
+    reference = emulator.space.from_unit(reference_unit)
+    loo_mean, _ = emulator.loo()
+    loo_error = np.abs(loo_mean - Y)
+
+    def at(row: np.ndarray) -> dict[str, float]:
+        return {name: float(v) for name, v in zip(names, row, strict=True)}
+
+    found: list[Region] = []
+    for j, name in enumerate(emulator.outputs):
+        lo, hi = int(np.argmin(Y[:, j])), int(np.argmax(Y[:, j]))
+        worst_std, worst_loo = int(np.argmax(std[:, j])), int(np.argmax(loo_error[:, j]))
+        found += [
+            Region("lowest simulated", name, float(Y[lo, j]), at(X[lo])),
+            Region("highest simulated", name, float(Y[hi, j]), at(X[hi])),
+            Region("least certain", name, float(std[worst_std, j]), at(reference[worst_std])),
+            Region("largest LOO error", name, float(loo_error[worst_loo, j]), at(X[worst_loo])),
+        ]
+    return found

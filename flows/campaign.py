@@ -32,6 +32,8 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect_dask.task_runners import DaskTaskRunner
 
 from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
+from emucamp.emulators.diagnostics import regions
+from emucamp.report import regions_markdown
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
@@ -214,6 +216,10 @@ class ArtifactObserver(CampaignObserver):
                 f"{s['min_confidence']:.4f}. Export: `emucamp export {outcome.store} "
                 "--passing -o hits.csv`\n\n"
             )
+        where = ""
+        if campaign.emulator is not None:
+            found = regions(campaign.emulator, campaign.reference)
+            where = f"## Best and worst regions\n\n{regions_markdown(found)}\n\n"
         create_markdown_artifact(
             f"# Campaign {self.spec.campaign.name}\n\n"
             f"**Stopped:** {outcome.reason} (`{outcome.rule}`)\n\n"
@@ -223,6 +229,7 @@ class ArtifactObserver(CampaignObserver):
             f"{pool}"
             "| output | max rel. std | mean rel. std | LOO NRMSE |\n|---|---|---|---|\n"
             f"{rows}\n\n"
+            f"{where}"
             f"Load the emulator: `emucamp.load_emulator({outcome.store!r})`\n",
             key=_artifact_key(self.spec.campaign.name, "summary"),
             description=f"{self.spec.campaign.name}: final summary",

@@ -57,6 +57,8 @@ def test_report_writes_every_plot_and_an_index_that_shows_them(campaign_store, t
     text = index.read_text()
     assert all(f"]({name})" in text for name in pngs)
     assert "24 ok, 0 failed" in text and "load_emulator" in text
+    assert "## Best and worst regions" in text
+    assert "| y | " in text and "| y2 | " in text and "x2=" in text
 
 
 def test_report_of_a_screening_store_shows_the_pool(tmp_path, sims_dir):

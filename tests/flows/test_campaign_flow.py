@@ -94,6 +94,7 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     assert "max relative std" in progress[0].description
     summary = read_artifacts("flow-target-summary")
     assert summary and "uncertainty target met" in summary[0].data
+    assert "## Best and worst regions" in summary[0].data and "| y | " in summary[0].data
     assert {"emucamp", "campaign:flow-target", "strategy:max-variance"} <= set(run.tags)
     versions = read_artifacts("flow-target-diagnostics")  # one version per retraining
     table = max(versions, key=lambda a: a.created)
