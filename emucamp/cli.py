@@ -131,7 +131,15 @@ def run(
 
 
 @app.command()
-def validate(spec: Annotated[Path, typer.Argument(help="Campaign spec (.toml, .yaml).")]) -> None:
+def validate(
+    spec: Annotated[Path, typer.Argument(help="Campaign spec (.toml, .yaml).")],
+    job_script: Annotated[
+        bool,
+        typer.Option(
+            "--job-script", help="Also print the batch script of [execution.cluster] jobs."
+        ),
+    ] = False,
+) -> None:
     """Check a spec and its simulator without running anything."""
     from emucamp.campaign import build_simulator, load_pool
     from emucamp.spec import load_spec
@@ -142,10 +150,19 @@ def validate(spec: Annotated[Path, typer.Argument(help="Campaign spec (.toml, .y
         if campaign_spec.pool is not None:
             campaign_spec, pool = load_pool(campaign_spec)
         build_simulator(campaign_spec)
+        script = None
+        if job_script:
+            from emucamp.cluster import job_script as make_job_script
+
+            script = make_job_script(campaign_spec)
     except EmucampError as exc:
         raise _fail(exc) from None
+    if script is not None:
+        print(
+            script
+        )  # stdout holds the script alone: `emucamp validate s.toml --job-script > j.sh`
     pool_note = f", pool of {len(pool)} candidates" if pool is not None else ""
-    console.print(
+    (errors if script is not None else console).print(
         f"[green]ok[/] {spec}: {len(campaign_spec.parameters)} parameters, "
         f"{len(campaign_spec.outputs)} outputs{pool_note}, store {campaign_spec.store_path}",
         highlight=False,

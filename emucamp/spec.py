@@ -10,6 +10,7 @@ import keyword
 import math
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -217,6 +218,113 @@ class StopSection(_Section):
     )
 
 
+_WALLTIME = re.compile(r"(\d+:)?\d{1,2}:\d{2}(:\d{2})?")
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGTP]i?B|[KMGTP])", re.IGNORECASE)
+JOBQUEUE_CLASSES = {
+    "slurm": "dask_jobqueue.SLURMCluster",
+    "pbs": "dask_jobqueue.PBSCluster",
+    "lsf": "dask_jobqueue.LSFCluster",
+}
+
+
+class ClusterSection(_Section):
+    """``[execution.cluster]``: Dask workers as batch jobs (dask-jobqueue), scaled adaptively.
+
+    Each job runs ``processes`` Dask worker processes with ``cores / processes`` threads, so
+    one job runs ``cores`` simulations at a time; jobs are submitted and cancelled as the
+    campaign's load asks, between ``min_jobs`` and ``max_jobs``.
+    """
+
+    kind: Literal["slurm", "pbs", "lsf"] = Field(description="The batch system.")
+    cores: int = Field(default=1, ge=1, le=4096, description="Simulations at a time per job.")
+    processes: int = Field(default=1, ge=1, le=4096, description="Worker processes per job.")
+    memory: str = Field(default="4GB", description="Memory per job, e.g. '4GB', '500MiB'.")
+    walltime: str = Field(default="01:00:00", description="Job time limit, 'HH:MM:SS'.")
+    queue: str | None = Field(default=None, description="Partition (SLURM) or queue.")
+    account: str | None = Field(
+        default=None, description="Account (SLURM, PBS) or project (LSF) to charge."
+    )
+    min_jobs: int = Field(default=0, ge=0, le=100_000)
+    max_jobs: int | None = Field(
+        default=None, ge=1, le=100_000, description="Default: enough for [execution] workers."
+    )
+    interface: str | None = Field(
+        default=None, description="Network interface scheduler and workers talk on, e.g. 'ib0'."
+    )
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="More scheduler lines, e.g. ['--gres=gpu:1']."
+    )
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="Shell lines run before the worker starts."
+    )
+    local_directory: str | None = Field(default=None, description="Worker scratch space.")
+    log_directory: str | None = Field(default=None, description="Where job logs go.")
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, v: str) -> str:
+        if not _WALLTIME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a time limit like '02:00:00'")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not _MEMORY.fullmatch(v.strip()):
+            raise ValueError(f"{v!r} is not a memory size like '4GB' or '500MiB'")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _shape(self) -> ClusterSection:
+        if self.cores % self.processes:
+            raise ValueError(
+                f"cores ({self.cores}) must be a multiple of processes ({self.processes})"
+            )
+        if self.max_jobs is not None and self.max_jobs < self.min_jobs:
+            raise ValueError(f"max_jobs ({self.max_jobs}) is below min_jobs ({self.min_jobs})")
+        return self
+
+    @property
+    def cluster_class(self) -> str:
+        """Import path of the dask-jobqueue cluster class."""
+        return JOBQUEUE_CLASSES[self.kind]
+
+    def cluster_kwargs(
+        self, prologue: Sequence[str] = (), job_name: str | None = None
+    ) -> dict[str, Any]:
+        """Keyword arguments for the dask-jobqueue cluster class.
+
+        Args:
+            prologue: Shell lines put before the spec's own ``job_script_prologue`` (emucamp
+                passes ``export PREFECT_API_URL=...``).
+            job_name: The batch jobs' name (default: dask-jobqueue's).
+        """
+        kwargs: dict[str, Any] = {
+            "cores": self.cores,
+            "processes": self.processes,
+            "memory": self.memory,
+            "walltime": self.walltime,
+            "job_extra_directives": list(self.job_extra_directives),
+            "job_script_prologue": [*prologue, *self.job_script_prologue],
+        }
+        if self.queue is not None:
+            kwargs["queue"] = self.queue
+        if self.account is not None:
+            kwargs["project" if self.kind == "lsf" else "account"] = self.account
+        for name in ("interface", "local_directory", "log_directory"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        if job_name is not None:
+            kwargs["job_name"] = job_name
+        return kwargs
+
+    def adapt_kwargs(self, workers: int) -> dict[str, int]:
+        """``cluster.adapt`` bounds in jobs; ``workers`` simulations in flight set the default."""
+        maximum = self.max_jobs if self.max_jobs is not None else max(1, -(-workers // self.cores))
+        return {"minimum_jobs": self.min_jobs, "maximum_jobs": max(maximum, self.min_jobs)}
+
+
 class ExecutionSection(_Section):
     """``[execution]``: where simulations run."""
 
@@ -227,6 +335,9 @@ class ExecutionSection(_Section):
         "packs from the measured simulation time so orchestration stays near 2 % of it.",
     )
     address: str | None = Field(default=None, description="An existing Dask scheduler.")
+    cluster: ClusterSection | None = Field(
+        default=None, description="Batch-system workers through dask-jobqueue."
+    )
     threads_per_worker: int = Field(default=1, ge=1)
     score_on_workers: bool = Field(
         default=False,
@@ -247,6 +358,12 @@ class ExecutionSection(_Section):
         if v is not None and not re.fullmatch(r"(tcp|tls|ws|wss|inproc|ucx)://\S+", v):
             raise ValueError(f"{v!r} is not a Dask scheduler address like 'tcp://host:8786'")
         return v
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> ExecutionSection:
+        if self.address is not None and self.cluster is not None:
+            raise ValueError("give either address (an existing scheduler) or [execution.cluster]")
+        return self
 
 
 class CampaignSpec(_Section):

@@ -32,6 +32,7 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect_dask.task_runners import DaskTaskRunner
 
 from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
+from emucamp.cluster import api_prologue, cluster_class, job_name
 from emucamp.emulators.diagnostics import regions
 from emucamp.report import regions_markdown
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
@@ -304,11 +305,25 @@ def campaign_flow(spec: str | dict[str, Any], base_dir: str | None = None) -> di
     }
 
 
-def task_runner_for(spec: CampaignSpec) -> DaskTaskRunner:
-    """The ``DaskTaskRunner`` the spec's ``[execution]`` asks for."""
+def task_runner_for(spec: CampaignSpec, api_url: str | None = None) -> DaskTaskRunner:
+    """The ``DaskTaskRunner`` the spec's ``[execution]`` asks for.
+
+    Args:
+        spec: The campaign spec.
+        api_url: The Prefect API the run reports to; batch jobs (``[execution.cluster]``)
+            get it in their job script, and it must be reachable from the compute nodes.
+    """
     ex = spec.execution
     if ex.address is not None:
         return DaskTaskRunner(address=ex.address)
+    if ex.cluster is not None:
+        cluster_class(spec)  # dask-jobqueue is there, or one clear error
+        prologue = api_prologue(api_url or get_current_settings().api.url or "")
+        return DaskTaskRunner(
+            cluster_class=ex.cluster.cluster_class,
+            cluster_kwargs=ex.cluster.cluster_kwargs(prologue, job_name(spec)),
+            adapt_kwargs=ex.cluster.adapt_kwargs(ex.workers),
+        )
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": ex.workers,
@@ -402,9 +417,11 @@ def run_campaign(
         The flow's outcome dict (``rule``, ``reason``, ``store``, ``counts``, ...).
     """
     campaign_spec = spec if isinstance(spec, CampaignSpec) else load_spec(spec)
-    # Fail on a bad simulator or store before any server or cluster starts.
+    # Fail on a bad simulator, store or cluster setting before any server or cluster starts.
     Campaign.open(campaign_spec).close()
-    runner = task_runner or task_runner_for(campaign_spec)
+    if task_runner is None and campaign_spec.execution.cluster is not None:
+        cluster_class(campaign_spec)
+        api_prologue(get_current_settings().api.url or "http://127.0.0.1")
     argument: str | dict[str, Any]
     if isinstance(spec, CampaignSpec):
         argument, base_dir = campaign_spec.to_json_dict(), str(campaign_spec.base_dir)
@@ -415,10 +432,11 @@ def run_campaign(
     run_tags = ("emucamp", f"campaign:{campaign_spec.campaign.name}",
                 f"strategy:{campaign_spec.design.strategy}")  # fmt: skip
     with (
-        prefect_api(),
+        prefect_api() as api_url,
         dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
         tags(*run_tags),
     ):
+        runner = task_runner or task_runner_for(campaign_spec, api_url)
         configured = campaign_flow.with_options(
             task_runner=runner,  # type: ignore[arg-type]  # prefect-dask's future type is narrower
             flow_run_name=campaign_spec.campaign.name,

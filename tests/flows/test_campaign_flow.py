@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +222,88 @@ def test_flow_screens_a_pool_in_packs_and_shows_it(prefect_api, tmp_path, sims_d
     assert float(progress.data) == pytest.approx(100 * store.counts()["ok"] / 200)
     summary = read_artifacts("flow-screen-summary")[0].data
     assert "**Pool:** 900 candidates" in summary and "emucamp export" in summary
+
+
+@pytest.fixture
+def separate_dask_cluster(prefect_api, tmp_path) -> Iterator[tuple[str, list[int]]]:
+    """A `dask scheduler` and two `dask worker` processes on 127.0.0.1, as a user starts them.
+
+    Yields the scheduler address and the two worker pids; stops exactly these processes.
+    """
+    from distributed import Client
+
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}  # what the deploy README tells users
+    scheduler_file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                              **quiet)]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1",
+                                           "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+                                          **quiet))  # fmt: skip
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, [p.pid for p in procs[1:]]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_flow_runs_on_a_separate_scheduler_and_two_dask_workers(
+    prefect_api, separate_dask_cluster, tmp_path, sims_dir
+):
+    from emucamp.flows import run_campaign
+
+    address, worker_pids = separate_dask_cluster
+    spec = spec_for(
+        tmp_path, sims_dir, "flow-address", execution={"workers": 2, "address": address},
+        stop={"max_simulations": 14, "target_std": None},
+    )  # fmt: skip
+    outcome = run_campaign(spec)
+
+    assert outcome["rule"] == "max_simulations"
+    store = CampaignStore.open(tmp_path / "flow-address.zarr")
+    assert store.counts() == {"pending": 0, "ok": 14, "failed": 0, "timeout": 0}
+    # `worker` reads host:pid/thread.
+    pids = {int(re.search(r":(\d+)", w)[1]) for w in store.to_xarray()["worker"].values}
+    assert pids == set(worker_pids)  # every simulation ran in one of the two `dask worker`s
+    assert read_flow_run("flow-address").state.is_completed()
+
+
+def test_a_cluster_spec_builds_an_adaptive_jobqueue_runner(tmp_path, sims_dir):
+    from emucamp.flows import task_runner_for
+
+    cluster = {"kind": "slurm", "cores": 2, "queue": "compute", "max_jobs": 3}
+    spec = spec_for(tmp_path, sims_dir, "on-slurm", execution={"workers": 6, "cluster": cluster})
+    runner = task_runner_for(spec, "http://login1:4200/api")
+    assert runner.cluster_class == "dask_jobqueue.SLURMCluster"
+    assert runner.adapt_kwargs == {"minimum_jobs": 0, "maximum_jobs": 3}
+    assert runner.cluster_kwargs["queue"] == "compute" and runner.cluster_kwargs["cores"] == 2
+    assert runner.cluster_kwargs["job_script_prologue"] == [
+        "export PREFECT_API_URL=http://login1:4200/api"
+    ]
+
+
+def test_a_cluster_campaign_on_a_loopback_api_is_refused_before_anything_starts(
+    prefect_api, tmp_path, sims_dir
+):
+    from emucamp.errors import SpecError
+    from emucamp.flows import run_campaign
+
+    spec = spec_for(tmp_path, sims_dir, "on-pbs", execution={"cluster": {"kind": "pbs"}})
+    with pytest.raises(SpecError, match=r"cannot reach the Prefect API at http://127\.0\.0\.1"):
+        run_campaign(spec)
+    assert CampaignStore.open(tmp_path / "on-pbs.zarr").n_samples == 0  # nothing ran
