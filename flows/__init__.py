@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from emucamp.flows.campaign import campaign_flow, prefect_api, run_campaign, task_runner_for
+from emucamp.flows.campaign import (
+    campaign_flow,
+    prefect_api,
+    run_campaign,
+    run_spec,
+    task_runner_for,
+)
 
-__all__ = ["campaign_flow", "prefect_api", "run_campaign", "task_runner_for"]
+__all__ = ["campaign_flow", "prefect_api", "run_campaign", "run_spec", "task_runner_for"]

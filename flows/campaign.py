@@ -40,7 +40,14 @@ from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
 from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
 
-__all__ = ["PrefectTaskExecutor", "campaign_flow", "prefect_api", "run_campaign", "task_runner_for"]
+__all__ = [
+    "PrefectTaskExecutor",
+    "campaign_flow",
+    "prefect_api",
+    "run_campaign",
+    "run_spec",
+    "task_runner_for",
+]
 
 
 class _TaskFuture:
@@ -122,23 +129,23 @@ class ArtifactObserver(CampaignObserver):
             f"simulations ({p.failed} failed); {self.uncertainty}"
         )
 
-    def _update(self, campaign: Campaign, force: bool = False) -> None:
+    def _update(self, campaign: Campaign, stopped: str = "") -> None:
         # At most one API call a second: with cheap simulations, one per result would make
         # the flow the bottleneck.
         now = time.monotonic()
-        if not force and self.artifact_id is not None and now - self._last < 1.0:
+        if not stopped and self.artifact_id is not None and now - self._last < 1.0:
             return
         self._last = now
         done = campaign.state().finished
-        progress = min(100.0, 100.0 * done / self.spec.stop.max_simulations)
+        # A campaign that stops (target met, budget spent, ...) is done: 100 %, and why.
+        progress = 100.0 if stopped else min(100.0, 100.0 * done / self.spec.stop.max_simulations)
+        description = self._description(campaign) + (f"; stopped: {stopped}" if stopped else "")
         if self.artifact_id is None:
             self.artifact_id = create_progress_artifact(
-                progress, key=self.key, description=self._description(campaign)
+                progress, key=self.key, description=description
             )
         else:
-            update_progress_artifact(
-                self.artifact_id, progress, description=self._description(campaign)
-            )
+            update_progress_artifact(self.artifact_id, progress, description=description)
 
     def on_start(self, campaign: Campaign) -> None:
         """Create the progress artifact."""
@@ -198,7 +205,7 @@ class ArtifactObserver(CampaignObserver):
 
     def on_stop(self, outcome: CampaignOutcome, campaign: Campaign) -> None:
         """Final progress and a markdown summary."""
-        self._update(campaign, force=True)
+        self._update(campaign, stopped=outcome.reason)
         latest = outcome.latest
         rows = ""
         if latest is not None:
@@ -443,3 +450,28 @@ def run_campaign(
         )
         result: dict[str, Any] = configured(spec=argument, base_dir=base_dir)
     return result
+
+
+def _spec_run_name() -> str:
+    spec = (flow_run.parameters or {}).get("spec")
+    with contextlib.suppress(Exception):
+        return f"run-{load_spec(str(spec)).campaign.name}"
+    return "run-campaign"
+
+
+@flow(name="emucamp-run", flow_run_name=_spec_run_name, validate_parameters=True)
+def run_spec(spec: str) -> dict[str, Any]:
+    """What deployments run: ``emucamp run SPEC`` as a flow (see ``deploy/prefect.yaml``).
+
+    The campaign itself is a subflow, :func:`campaign_flow`, on the Dask cluster the spec's
+    ``[execution]`` asks for (a flow's task runner is fixed when it starts, and the spec
+    names it). Rerunning, by hand or on a schedule, resumes the same store.
+
+    Args:
+        spec: Path of the campaign spec (TOML/YAML), relative to the worker's working
+            directory (the project folder the deployment was made from) or absolute.
+
+    Returns:
+        The campaign flow's outcome (``rule``, ``reason``, ``store``, ``counts``, ...).
+    """
+    return run_campaign(spec)
