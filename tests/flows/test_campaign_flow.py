@@ -110,6 +110,21 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     assert [r["n"] for r in rows] == [s.n for s in store.steps()]
     assert rows[-1]["y max rel. std"] <= 0.05 and rows[-1]["target std"] == 0.05
 
+    # Resuming the stopped campaign adds versions under the same keys, not new artifacts.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    assert run_campaign(spec)["simulated"] == 0
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(like_="flow-target-")
+            )
+        )
+    keys = sorted(a.key for a in latest)
+    assert keys == ["flow-target-diagnostics", "flow-target-progress", "flow-target-summary"]
+    assert len(read_artifacts("flow-target-summary")) == 2  # one version per flow run
+
 
 def test_flow_with_an_external_command_simulator(prefect_api, tmp_path, sims_dir):
     from emucamp.flows import run_campaign
