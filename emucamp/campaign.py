@@ -31,6 +31,7 @@ import numpy as np
 
 from emucamp.emulators.diagnostics import diagnose
 from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.greybox import GreyBox
 from emucamp.emulators.screening import (
     Goal,
     PoolStrategy,
@@ -70,6 +71,7 @@ __all__ = [
     "Campaign",
     "CampaignObserver",
     "CampaignOutcome",
+    "build_greybox",
     "build_simulator",
     "load_pool",
     "stop_rules",
@@ -173,6 +175,21 @@ def build_simulator(spec: CampaignSpec, check: bool = True) -> PythonSimulator |
     workdir_path = spec.base_dir / workdir
     return CommandSimulator(
         tuple(sim.command), str(workdir_path), timeout=sim.timeout, base_dir=str(spec.base_dir)
+    )
+
+
+def build_greybox(spec: CampaignSpec) -> GreyBox:
+    """The spec's prior mean and positive outputs (the prior is imported now).
+
+    Raises:
+        SimulatorError: ``emulator.prior_mean`` does not import or is not callable.
+    """
+    return GreyBox(
+        spec.output_names,
+        list(spec.parameters),
+        prior_mean=spec.emulator.prior_mean,
+        positive=[name for name, o in spec.outputs.items() if o.positive],
+        search_path=(str(spec.base_dir),),
     )
 
 
@@ -362,7 +379,11 @@ class Campaign:
         self.space = spec.space
         self.outputs = spec.output_names
         self.simulator = build_simulator(spec)
-        self.runner = SimulationRunner(self.simulator, tuple(self.outputs), spec.simulator.retries)
+        positive = tuple(name for name, o in spec.outputs.items() if o.positive)
+        self.runner = SimulationRunner(
+            self.simulator, tuple(self.outputs), spec.simulator.retries, positive
+        )
+        self.greybox = build_greybox(spec)
         self.rules = stop_rules(spec)
         self.pool = pool
         self.pool_unit = self.space.to_unit(pool.features) if pool is not None else None
@@ -476,7 +497,13 @@ class Campaign:
         X, Y, ids = snapshot
         if len(X) < 2:
             return None
-        emulator = GPEmulator(self.space, self.outputs).fit(X, Y, warm_start=warm)
+        emulator = GPEmulator(
+            self.space,
+            self.outputs,
+            greybox=self.greybox,
+            ood_method=self.spec.emulator.ood_method,
+            ood_level=self.spec.emulator.ood_level,
+        ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference))
         if self.pool is not None and self.pool_unit is not None:
             fitted.pool = self._score_pool(emulator, X, Y, ids)

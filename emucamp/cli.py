@@ -141,7 +141,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check a spec and its simulator without running anything."""
-    from emucamp.campaign import build_simulator, load_pool
+    from emucamp.campaign import build_greybox, build_simulator, load_pool
     from emucamp.spec import load_spec
 
     try:
@@ -150,6 +150,7 @@ def validate(
         if campaign_spec.pool is not None:
             campaign_spec, pool = load_pool(campaign_spec)
         build_simulator(campaign_spec)
+        build_greybox(campaign_spec)  # imports the prior mean, if any
         script = None
         if job_script:
             from emucamp.cluster import job_script as make_job_script
@@ -269,7 +270,11 @@ def predict(
         Path | None, typer.Option("-o", "--output", help="Write CSV here (default: stdout).")
     ] = None,
 ) -> None:
-    """Predict mean and std of every output at the inputs, from the store's emulator."""
+    """Predict mean and std of every output at the inputs, from the store's emulator.
+
+    Each row also gets its Mahalanobis distance to the training inputs (``ood_distance``)
+    and an ``ood`` flag: beyond the calibrated threshold, or outside the parameter bounds.
+    """
     import pandas as pd
 
     from emucamp.emulators.gp import load_emulator
@@ -288,6 +293,16 @@ def predict(
             raise EmucampError(f"{inputs}: {exc}") from None
     except EmucampError as exc:
         raise _fail(exc) from None
+    flagged = int(result["ood"].sum())
+    if flagged:
+        guard = emulator.guard
+        errors.print(
+            f"[yellow]warning:[/] {flagged} of {len(result)} rows are out of distribution "
+            f"(Mahalanobis distance to the training inputs above {guard.threshold:.3g}, "
+            f"{guard.method} at {guard.level:g}, or outside the parameter bounds): "
+            "trust those predictions less; see the ood and ood_distance columns",
+            highlight=False,
+        )
     if output is None:
         result.to_csv(sys.stdout, index=False)
         return

@@ -36,6 +36,7 @@ __all__ = [
     "Simulator",
     "Status",
     "describe_error",
+    "import_callable",
     "run_simulation",
 ]
 
@@ -107,6 +108,37 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def import_callable(target: str, search_path: Sequence[str] = (), field: str = "function") -> Any:
+    """Import ``"package.module:function"`` (folders of ``search_path`` first on ``sys.path``).
+
+    Raises:
+        SimulatorError: the path is malformed, does not import, or is not callable; the
+            message starts with ``field`` (the spec key that named it).
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise SimulatorError(f"{field}: {target!r} is not of the form 'package.module:function'")
+    for folder in reversed(search_path):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise SimulatorError(
+            f"{field}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SimulatorError(
+                f"{field}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not callable(obj):
+        raise SimulatorError(f"{field}: {target!r} is not callable")
+    return obj
+
+
 @dataclass(frozen=True)
 class PythonSimulator:
     """A Python callable named by import path, ``"package.module:function"``.
@@ -133,31 +165,7 @@ class PythonSimulator:
 
     def load(self) -> Any:
         """Import and return the callable; raise :class:`SimulatorError` if it cannot be."""
-        module_name, sep, attr = self.target.partition(":")
-        if not sep or not module_name or not attr:
-            raise SimulatorError(
-                f"simulator.function: {self.target!r} is not of the form 'package.module:function'"
-            )
-        for folder in reversed(self.search_path):
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except Exception as exc:
-            raise SimulatorError(
-                f"simulator.function: cannot import module {module_name!r} "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise SimulatorError(
-                    f"simulator.function: module {module_name!r} has no attribute {attr!r}"
-                ) from None
-        if not callable(obj):
-            raise SimulatorError(f"simulator.function: {self.target!r} is not callable")
-        return obj
+        return import_callable(self.target, self.search_path, "simulator.function")
 
     def __call__(self, **params: float) -> float | Mapping[str, float]:
         """Run the callable with the parameters as keywords (in a subprocess if isolated)."""
@@ -380,6 +388,7 @@ def run_simulation(
     simulator: Simulator | CommandSimulator,
     job: SimJob,
     outputs: Sequence[str],
+    positive: Sequence[str] = (),
 ) -> SimResult:
     """Run one simulation and return its record; never raises for a simulation's own fault.
 
@@ -387,6 +396,7 @@ def run_simulation(
         simulator: A callable simulator or a :class:`CommandSimulator`.
         job: Which sample to run, at which inputs.
         outputs: Declared output names; each must come back finite for status ``ok``.
+        positive: Outputs that must also come back > 0 (declared ``positive``).
 
     Returns:
         A :class:`SimResult` with status ``ok``, ``failed`` or ``timeout``.
@@ -401,6 +411,9 @@ def run_simulation(
         else:
             raw = simulator(**job.inputs)
         values = _normalise_outputs(raw, outputs)
+        for name in positive:
+            if not values[name] > 0:
+                raise ValueError(f"output {name!r} is declared positive but is {values[name]:g}")
     except SimulationTimeout as exc:
         status, error = "timeout", str(exc)
     except KeyboardInterrupt:
@@ -432,11 +445,13 @@ class SimulationRunner:
         simulator: The simulator to call.
         outputs: Declared output names.
         retries: Re-runs of a failed or timed-out simulation (0: run once).
+        positive: Outputs that must be > 0 for a run to count as ``ok``.
     """
 
     simulator: PythonSimulator | CommandSimulator | Simulator
     outputs: tuple[str, ...]
     retries: int = 0
+    positive: tuple[str, ...] = ()
 
     def run_many(self, jobs: Sequence[SimJob]) -> list[SimResult]:
         """Run a pack of jobs one after another (several cheap simulations in one task)."""
@@ -447,7 +462,10 @@ class SimulationRunner:
         attempt = job.attempt
         while True:
             result = run_simulation(
-                self.simulator, SimJob(job.sample_id, job.inputs, attempt), self.outputs
+                self.simulator,
+                SimJob(job.sample_id, job.inputs, attempt),
+                self.outputs,
+                self.positive,
             )
             if result.ok or attempt > self.retries:
                 return result

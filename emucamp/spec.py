@@ -50,7 +50,7 @@ RESERVED_NAMES = frozenset(
     {
         "sample", "status", "error", "iteration", "origin", "submitted_at", "started_at",
         "finished_at", "worker", "attempt", "step", "output", "parameter", "extra",
-        "candidate",
+        "candidate", "ood", "ood_distance",
     }
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,6 +145,42 @@ class ParameterSpec(_Section):
 
 class OutputSpec(_Section):
     """One ``[outputs]`` entry; ``{}`` for a scalar output the emulator learns."""
+
+    positive: bool = Field(
+        default=False,
+        description="Always > 0 (a time, a concentration, a resistance): the GP models its "
+        "log, so predictions stay positive and spans of decades are handled.",
+    )
+
+
+class EmulatorSection(_Section):
+    """``[emulator]``: a physics prior mean (grey box) and the out-of-distribution guard."""
+
+    prior_mean: str | None = Field(
+        default=None,
+        description="Import path 'module:function' of a cheap, vectorised physics model: "
+        "called with one array of n values per parameter, it returns n values (one output) "
+        "or {output: n values}. The GP learns simulation - prior.",
+    )
+    ood_method: Literal["chi2", "empirical"] = Field(
+        default="chi2",
+        description="Threshold of the Mahalanobis out-of-distribution flag: a chi quantile, "
+        "or a quantile of the training points' own distances.",
+    )
+    ood_level: float = Field(default=0.999, gt=0, le=1, description="That quantile.")
+
+    @field_validator("prior_mean")
+    @classmethod
+    def _prior_mean(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", v):
+            raise ValueError(f"{v!r} is not an import path like 'module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> EmulatorSection:
+        if self.ood_method == "chi2" and self.ood_level >= 1:
+            raise ValueError("ood_level must be below 1 for ood_method 'chi2'")
+        return self
 
 
 class PoolSection(_Section):
@@ -385,6 +421,7 @@ class CampaignSpec(_Section):
     design: DesignSection = DesignSection()
     stop: StopSection = StopSection()
     execution: ExecutionSection = ExecutionSection()
+    emulator: EmulatorSection = EmulatorSection()
     pool: PoolSection | None = None
     goal: GoalSection | None = None
 
@@ -438,6 +475,14 @@ class CampaignSpec(_Section):
             )
         if self.goal is not None and self.pool is None:
             raise ValueError("[goal] screens a [pool]; add one")
+        greybox = self.emulator.prior_mean is not None or any(
+            o.positive for o in self.outputs.values()
+        )
+        if greybox and self.goal is not None:
+            raise ValueError(
+                "pool screening ([goal]) works on the GP's own scale: emulator.prior_mean and "
+                "positive outputs cannot be used with it yet"
+            )
         if self.design.strategy == "straddle" and self.goal is None:
             raise ValueError("design.strategy 'straddle' needs a [goal]")
         for rule in ("screening_confidence", "screening_accuracy"):

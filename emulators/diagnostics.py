@@ -24,7 +24,7 @@ def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.n
         ``(max, mean)``, each an ``m`` array.
     """
     _, std = emulator.predict_unit(reference_unit)
-    rel = std / np.maximum(emulator.output_std, 1e-300)[None, :]
+    rel = std / np.maximum(emulator.output_scale, 1e-300)[None, :]
     return rel.max(axis=0), rel.mean(axis=0)
 
 

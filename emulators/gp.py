@@ -23,11 +23,15 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
+from emucamp.emulators.greybox import GreyBox
+from emucamp.emulators.ood import Mahalanobis, OodMethod
 from emucamp.errors import SpecError
 from emucamp.space import Space
 from emucamp.storage import CampaignStore, EmulatorState
 
 __all__ = ["GPEmulator", "load_emulator"]
+
+_OOD_COLUMNS = ("ood_distance", "ood")
 
 log = logging.getLogger(__name__)
 DTYPE = torch.float64
@@ -41,25 +45,44 @@ class GPEmulator:
     """A GP emulator of ``m`` outputs over a :class:`Space`.
 
     Inputs are mapped to the unit cube by the space (log parameters through ``log``);
-    outputs are standardised by BoTorch's ``Standardize``; everything is float64.
+    outputs are standardised by BoTorch's ``Standardize``; everything is float64. With a
+    :class:`~emucamp.emulators.greybox.GreyBox`, the GP models the residual from a physics
+    prior mean (on a log scale for positive outputs) and predictions add the prior back.
 
     Args:
         space: The design space; ``predict`` takes physical inputs in it.
         outputs: Output names, in the column order of ``Y``.
+        greybox: Prior mean and positive outputs (default: none, a black box).
+        ood_method: How the out-of-distribution threshold is calibrated (``chi2`` or
+            ``empirical``, see :mod:`emucamp.emulators.ood`).
+        ood_level: The quantile it is calibrated at.
 
     Example:
         >>> emu = GPEmulator(space, ["flow"]).fit(X, Y)    # X: n x d, Y: n x 1
         >>> mean, std = emu.predict(X_new)                  # each k x 1
     """
 
-    def __init__(self, space: Space, outputs: Sequence[str]) -> None:
+    def __init__(
+        self,
+        space: Space,
+        outputs: Sequence[str],
+        greybox: GreyBox | None = None,
+        ood_method: OodMethod = "chi2",
+        ood_level: float = 0.999,
+    ) -> None:
         if not outputs:
             raise ValueError("at least one output is needed")
         self.space = space
         self.outputs = list(outputs)
+        self.greybox = greybox if greybox is not None else GreyBox(outputs, space.names)
+        self.ood_method: OodMethod = ood_method
+        self.ood_level = ood_level
         self.model: SingleTaskGP | None = None
         self.fit_seconds = 0.0
         self.fit_failed = False
+        self._X = np.empty((0, space.dim))
+        self._Y = np.empty((0, len(self.outputs)))
+        self._guard: Mahalanobis | None = None
 
     # -- fitting ---------------------------------------------------------------------------
     @property
@@ -82,8 +105,10 @@ class GPEmulator:
         if not np.all(np.isfinite(Y)):
             raise ValueError("Y has non-finite values; train on ok results only")
         U = self.space.to_unit(X)
+        Z = self.greybox.to_latent(X, Y) if self.greybox.active else Y
+        self._X, self._Y, self._guard = X.copy(), Y.copy(), None
         return SingleTaskGP(
-            _tensor(U), _tensor(Y), outcome_transform=Standardize(m=len(self.outputs))
+            _tensor(U), _tensor(Z), outcome_transform=Standardize(m=len(self.outputs))
         )
 
     def fit(self, X: np.ndarray, Y: np.ndarray, warm_start: GPEmulator | None = None) -> GPEmulator:
@@ -137,7 +162,21 @@ class GPEmulator:
     def predict_unit(
         self, U: np.ndarray | torch.Tensor, chunk: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and std at ``k x d`` unit-cube points: two ``k x m`` arrays."""
+        """Posterior mean and std at ``k x d`` unit-cube points: two ``k x m`` arrays.
+
+        In the outputs' units: a grey box's prior is added back (and a positive output's
+        log undone). :meth:`predict_latent` gives what the GP itself models.
+        """
+        mean, std = self.predict_latent(U, chunk)
+        if not self.greybox.active:
+            return mean, std
+        U_np = U.detach().numpy() if isinstance(U, torch.Tensor) else np.asarray(U, dtype=float)
+        return self.greybox.from_latent(self.space.from_unit(U_np), mean, std)
+
+    def predict_latent(
+        self, U: np.ndarray | torch.Tensor, chunk: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The GP's own posterior mean and std (residual from the prior): two ``k x m``."""
         model = self._require()
         U_t = U if isinstance(U, torch.Tensor) else _tensor(U)
         means, stds = [], []
@@ -168,7 +207,9 @@ class GPEmulator:
         Returns:
             For an array, ``(mean, std)``, each ``k x m`` in the outputs' units. For a table,
             a DataFrame: the table's columns, then ``<output>_mean`` and ``<output>_std``
-            per output. ``std`` is the emulator's (latent) uncertainty, without noise.
+            per output, then ``ood_distance`` (Mahalanobis distance to the training inputs)
+            and ``ood`` (beyond the calibrated threshold, or outside the bounds; see
+            :meth:`ood`). ``std`` is the emulator's (latent) uncertainty, without noise.
 
         Raises:
             SpecError: a parameter column is missing, or holds a value that is not a finite
@@ -180,7 +221,8 @@ class GPEmulator:
         missing = [n for n in self.space.names if n not in table.columns]
         if missing:
             raise SpecError(f"inputs: missing parameter column(s) {missing}")
-        clashes = [c for c in table.columns for o in self.outputs if c in (f"{o}_mean", f"{o}_std")]
+        added = {f"{o}_{k}" for o in self.outputs for k in ("mean", "std")} | set(_OOD_COLUMNS)
+        clashes = [c for c in table.columns if c in added]
         if clashes:
             raise SpecError(
                 f"inputs: column {clashes[0]!r} would be overwritten by the predictions; rename it"
@@ -200,17 +242,48 @@ class GPEmulator:
             raise SpecError(
                 f"inputs: row {row}, column {self.space.names[col]!r} is not a finite number"
             )
-        mean, std = self.predict_unit(self.space.to_unit(values))
+        U = self.space.to_unit(values)
+        mean, std = self.predict_unit(U)
         out = table.copy()
         for j, name in enumerate(self.outputs):
             out[f"{name}_mean"] = mean[:, j]
             out[f"{name}_std"] = std[:, j]
+        out["ood_distance"], out["ood"] = self.guard.check(U)
         return out
 
     @property
+    def guard(self) -> Mahalanobis:
+        """The out-of-distribution guard, calibrated on the training inputs."""
+        if self._guard is None:
+            self._require()
+            U = self.space.to_unit(self._X)
+            self._guard = Mahalanobis.calibrate(U, self.ood_method, self.ood_level)
+        return self._guard
+
+    def ood(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mahalanobis distance to the training inputs and the out-of-distribution flag.
+
+        Args:
+            X: ``k x d`` physical inputs.
+
+        Returns:
+            ``(distance, flagged)``, each ``k``; flagged beyond the calibrated threshold
+            (:attr:`guard`), or outside the space's bounds whatever the distance.
+        """
+        return self.guard.check(self.space.to_unit(np.atleast_2d(np.asarray(X, dtype=float))))
+
+    @property
     def output_std(self) -> np.ndarray:
-        """``m`` standard deviations of the training outputs (the unit of relative std)."""
+        """``m`` standard deviations of the GP's targets (latent: residuals of a grey box)."""
         return self._standardisation()[0].detach().reshape(-1).numpy().copy()
+
+    @property
+    def output_scale(self) -> np.ndarray:
+        """``m`` standard deviations of the simulated outputs: the unit of relative std."""
+        self._require()
+        if len(self._Y) < 2:
+            return np.ones(len(self.outputs))
+        return np.asarray(self._Y.std(axis=0, ddof=1), dtype=float)
 
     @property
     def lengthscales(self) -> np.ndarray:
@@ -220,11 +293,9 @@ class GPEmulator:
         return ls.detach().reshape(len(self.outputs), -1).numpy().copy()
 
     def training_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """The ``n x d`` physical inputs and ``n x m`` outputs the model was fitted on."""
-        Xt, y = self._batched_training()
-        stdvs, means = self._standardisation()
-        Y = (y.T * stdvs.reshape(1, -1) + means.reshape(1, -1)).detach().numpy()
-        return self.space.from_unit(Xt[0].detach().numpy()), Y
+        """The ``n x d`` physical inputs and ``n x m`` simulated outputs the model was fitted on."""
+        self._require()
+        return self._X.copy(), self._Y.copy()
 
     def _standardisation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``m`` output stds and means the ``Standardize`` transform learned."""
@@ -247,7 +318,7 @@ class GPEmulator:
         with ``K`` the noisy training covariance (Rasmussen & Williams, eq. 5.12).
 
         Returns:
-            ``(mean, std)``, each ``n x m``, in the outputs' units.
+            ``(mean, std)``, each ``n x m``, in the outputs' units (a grey box's prior added).
         """
         model = self._require()
         with torch.no_grad():
@@ -267,6 +338,8 @@ class GPEmulator:
             stdvs, means = stdvs.reshape(-1, 1), means.reshape(-1, 1)
             mean = (mu * stdvs + means).T.numpy()
             std = (var.sqrt() * stdvs).T.numpy()
+        if self.greybox.active:
+            return self.greybox.from_latent(self._X, mean, std)
         return mean, std
 
     # -- persistence -----------------------------------------------------------------------
@@ -287,6 +360,8 @@ class GPEmulator:
                 {"name": p.name, "low": p.low, "high": p.high, "log": p.log} for p in self.space
             ],
             "fit_seconds": self.fit_seconds,
+            "greybox": self.greybox.meta(),
+            "ood": {"method": self.ood_method, "level": self.ood_level},
         }
         return EmulatorState(X=X, Y=Y, params=params, meta=meta)
 
@@ -297,7 +372,15 @@ class GPEmulator:
 
         if space is None:
             space = Space([Parameter(**p) for p in state.meta["parameters"]])
-        emu = cls(space, state.meta["outputs"])
+        outputs = state.meta["outputs"]
+        ood = state.meta.get("ood") or {}
+        emu = cls(
+            space,
+            outputs,
+            greybox=GreyBox.from_meta(state.meta.get("greybox"), outputs, space.names),
+            ood_method=ood.get("method", "chi2"),
+            ood_level=float(ood.get("level", 0.999)),
+        )
         model = emu._build(state.X, state.Y)
         model.load_state_dict(
             {k: torch.as_tensor(v) for k, v in state.params.items()}, strict=False

@@ -331,3 +331,38 @@ def test_isolated_hanging_simulations_time_out_and_the_campaign_goes_on(
     assert outcome.rule == "max_failure_rate"
     assert "timeout" in outcome.reason
     assert outcome.counts["timeout"] >= 4 and outcome.counts["pending"] == 0
+
+
+def test_a_grey_box_campaign_meets_its_target_with_fewer_simulations(make_spec, tmp_path):
+    from campaign_sims import physics
+
+    X_test = np.random.default_rng(4).random((400, 2))
+    y_test = np.array([physics(*x) for x in X_test])
+    used = {}
+    for name, emulator in (("black", {}), ("grey", {"prior_mean": "campaign_sims:physics_prior"})):
+        spec = make_spec(
+            campaign={"name": name, "store": str(tmp_path / f"{name}.zarr")},
+            simulator={"function": "campaign_sims:physics"},
+            stop={"max_simulations": 60, "target_std": 0.02},
+            emulator=emulator,
+        )
+        outcome = run(spec)
+        assert outcome.rule == "target_std"
+        used[name] = CampaignStore.open(tmp_path / f"{name}.zarr").counts()["ok"]
+        mean, _ = load_emulator(tmp_path / f"{name}.zarr").predict(X_test)
+        assert np.sqrt(np.mean((mean[:, 0] - y_test) ** 2)) / y_test.std() < 0.03, name
+    assert used["grey"] <= 0.6 * used["black"], used
+
+
+def test_a_non_positive_result_of_a_positive_output_is_a_failed_run(make_spec, tmp_path):
+    spec = make_spec(
+        simulator={"function": "campaign_sims:physics"},  # < 0 for x1 in about (0.55, 1)
+        outputs={"y": {"positive": True}},
+        stop={"max_simulations": 10, "max_failure_rate": 1.0},
+    )
+    run(spec)
+    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
+    failed = ds["status"].values == "failed"
+    assert failed.any() and not failed.all()
+    assert all("declared positive but is" in e for e in ds["error"].values[failed])
+    assert (ds["y"].values[~failed] > 0).all()

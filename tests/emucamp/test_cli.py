@@ -246,7 +246,16 @@ def test_predict_passes_extra_columns_through(
     result = cli.invoke(app, ["predict", str(fitted_store), str(inputs), "-o", str(out)])
     assert result.exit_code == 0, result.stderr
     table = pd.read_csv(out)
-    assert list(table.columns) == ["id", "x2", "x1", "note", "y_mean", "y_std"]
+    assert list(table.columns) == [
+        "id",
+        "x2",
+        "x1",
+        "note",
+        "y_mean",
+        "y_std",
+        "ood_distance",
+        "ood",
+    ]
     assert list(table["id"]) == ["a", "b"] and list(table["note"]) == ["first", "second"]
     truth = [branin(x1=1.0, x2=2.0), branin(x1=-3.0, x2=12.0)]
     assert all(abs(m - t) < 4 * s + 0.1 * abs(t) for m, t, s in
@@ -285,3 +294,18 @@ def test_live_view_says_starting_until_the_store_exists_then_shows_it(tmp_path: 
     console.print(view())
     text = console.export_text()
     assert "0/7 simulations" in text and "running" in text  # the caller runs it
+
+
+def test_predict_warns_with_the_count_of_out_of_distribution_rows(
+    cli: CliRunner, fitted_store: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    inputs, out = tmp_path / "inputs.csv", tmp_path / "pred.csv"
+    inputs.write_text("x1,x2\n1.0,2.0\n2.5,7.5\n25.0,7.5\n-9.0,30.0\n")  # two beyond the bounds
+    result = cli.invoke(app, ["predict", str(fitted_store), str(inputs), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "2 of 4 rows are out of distribution" in plain(result.stderr)
+    table = pd.read_csv(out)
+    assert list(table["ood"]) == [False, False, True, True]
+    assert (table["ood_distance"] > 0).all()

@@ -96,7 +96,7 @@ def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
     pred = emucamp("predict", str(store), "inputs.csv", "-o", "preds.csv", env=env, cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     table = pd.read_csv(tmp_path / "preds.csv")
-    assert list(table.columns) == ["x1", "x2", "y_mean", "y_std"]
+    assert list(table.columns) == ["x1", "x2", "y_mean", "y_std", "ood_distance", "ood"]
     truth = np.sin(3 * X[:, 0]) + np.cos(2 * X[:, 1]) + 0.5 * X[:, 0] * X[:, 1]
     assert np.abs(table["y_mean"].to_numpy() - truth).max() < 0.1
     assert (table["y_std"] > 0).all()

@@ -204,6 +204,31 @@ MALFORMED: list[tuple[str, str, str]] = [
         "names used both as parameter and output: ['x1']",
     ),
     (
+        "emulator-prior-not-an-import-path",
+        toml(extra='[emulator]\nprior_mean = "physics.prior"\n'),
+        "emulator.prior_mean",
+    ),
+    (
+        "emulator-ood-chi2-level-one",
+        toml(extra='[emulator]\nood_method = "chi2"\nood_level = 1.0\n'),
+        "ood_level must be below 1",
+    ),
+    (
+        "emulator-ood-unknown-method",
+        toml(extra='[emulator]\nood_method = "knn"\n'),
+        "emulator.ood_method",
+    ),
+    (
+        "output-positive-not-bool",
+        toml(outputs='[outputs]\ny = { positive = "maybe" }\n'),
+        "outputs.y.positive",
+    ),
+    (
+        "parameter-named-ood",
+        toml(parameters="[parameters]\nood = { low = 0.0, high = 1.0 }\n"),
+        "'ood' is reserved",
+    ),
+    (
         "bad-execution-address",
         toml(extra='[execution]\naddress = "localhost:8786"\n'),
         "execution.address",
@@ -604,3 +629,19 @@ def test_a_key_with_a_line_break_still_gives_one_line() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(doc, source="fuzz.toml")
     assert str(err.value) == "fuzz.toml: campaign.'\\n': unknown key (got None)"
+
+
+def test_a_grey_box_cannot_screen_a_pool_yet() -> None:
+    from emucamp.spec import parse_spec
+
+    data = {
+        "campaign": {"name": "s"},
+        "simulator": {"function": "emucamp.testfunctions:branin"},
+        "parameters": {"x1": {}, "x2": {}},
+        "outputs": {"y": {"positive": True}},
+        "pool": {"path": "pool.csv"},
+        "goal": {"output": "y", "below": 1.0},
+        "design": {"strategy": "straddle"},
+    }
+    with pytest.raises(SpecError, match="positive outputs cannot be used with it yet"):
+        parse_spec(data)

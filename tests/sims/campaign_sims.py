@@ -89,3 +89,20 @@ def kills_its_worker_once(x1: float, x2: float) -> dict[str, float]:
     os.close(fd)
     os.kill(os.getpid(), signal.SIGKILL)
     return {}
+
+
+def physics(x1: float, x2: float) -> float:
+    """A "simulator" whose bulk is known physics (:func:`physics_prior`) plus a small residual."""
+    return 5.0 * math.sin(6.0 * x1) + math.exp(2.0 * x2) + 0.3 * x1 * x2
+
+
+def physics_prior(x1, x2):  # type: ignore[no-untyped-def]
+    """The known part of :func:`physics`, vectorised: n-arrays in, n values out."""
+    import numpy as np
+
+    return 5.0 * np.sin(6.0 * x1) + np.exp(2.0 * x2)
+
+
+def decades(x1: float, x2: float) -> float:
+    """Positive, spanning four decades over the square."""
+    return math.exp(9.0 * x1) * (1.0 + x2)
