@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from emucamp.emulators.basis import OutputBasis
 from emucamp.emulators.diagnostics import diagnose
 from emucamp.emulators.gp import GPEmulator
 from emucamp.emulators.greybox import GreyBox
@@ -40,6 +41,7 @@ from emucamp.emulators.screening import (
     screen,
     simulated_samples,
 )
+from emucamp.emulators.sensitivity import sobol_indices
 from emucamp.emulators.stopping import (
     AnyRule,
     CampaignState,
@@ -190,6 +192,17 @@ def build_greybox(spec: CampaignSpec) -> GreyBox:
         prior_mean=spec.emulator.prior_mean,
         positive=[name for name, o in spec.outputs.items() if o.positive],
         search_path=(str(spec.base_dir),),
+    )
+
+
+def build_basis(spec: CampaignSpec) -> OutputBasis:
+    """The spec's field outputs and their principal-component settings."""
+    fields = {name: o for name, o in spec.outputs.items() if o.shape is not None}
+    return OutputBasis(
+        spec.output_names,
+        spec.output_shapes,
+        retained={name: o.retained_variance for name, o in fields.items()},
+        max_components={name: o.max_components for name, o in fields.items()},
     )
 
 
@@ -381,7 +394,11 @@ class Campaign:
         self.simulator = build_simulator(spec)
         positive = tuple(name for name, o in spec.outputs.items() if o.positive)
         self.runner = SimulationRunner(
-            self.simulator, tuple(self.outputs), spec.simulator.retries, positive
+            self.simulator,
+            tuple(self.outputs),
+            spec.simulator.retries,
+            positive,
+            tuple(spec.output_shapes.items()),
         )
         self.greybox = build_greybox(spec)
         self.rules = stop_rules(spec)
@@ -427,7 +444,11 @@ class Campaign:
             spec, pool = load_pool(spec)
         build_simulator(spec)  # fail on a bad import path before anything is written
         store, _ = CampaignStore.open_or_create(
-            spec.store_path, spec.space.names, spec.output_names, spec.to_json_dict()
+            spec.store_path,
+            spec.space.names,
+            spec.output_names,
+            spec.to_json_dict(),
+            spec.output_shapes,
         )
         try:
             return cls(spec, store, pool)
@@ -503,6 +524,7 @@ class Campaign:
             greybox=self.greybox,
             ood_method=self.spec.emulator.ood_method,
             ood_level=self.spec.emulator.ood_level,
+            basis=build_basis(self.spec),
         ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference))
         if self.pool is not None and self.pool_unit is not None:
@@ -792,6 +814,7 @@ class Campaign:
             )
         if decision is None:
             decision = StopDecision("max_simulations", f"budget of {budget} simulations used")
+        self._record_sensitivity()
         store.set_stop(decision.rule, decision.reason)
         outcome = CampaignOutcome(
             rule=decision.rule,
@@ -804,6 +827,17 @@ class Campaign:
         )
         obs.on_stop(outcome, self)
         return outcome
+
+    def _record_sensitivity(self) -> None:
+        """Sobol indices of the final emulator, into the store (``emucamp sensitivity``)."""
+        if self.emulator is None or self.emulator.n < 4:
+            return
+        try:
+            found = sobol_indices(self.emulator, samples=1024, seed=self.spec.campaign.seed)
+        except Exception as exc:  # an analysis of the result never fails the campaign
+            log.warning("sensitivity analysis skipped: %s", exc)
+            return
+        self.store.set_sensitivity(found.to_dict())
 
     def _inputs_of(self, sample_id: int) -> dict[str, float]:
         row = self.store.inputs([sample_id])[0]

@@ -1,4 +1,4 @@
-"""The ``emucamp`` command line: run, status, predict, export, report, validate.
+"""The ``emucamp`` command line: run, status, predict, export, report, sensitivity, validate.
 
 Errors that are the user's to fix (a bad spec, a missing column, a store in use) print one
 line and exit with code 2; nothing is written before the input has been checked.
@@ -223,6 +223,13 @@ def status(
         console.print(table)
         if summary["target_std"] is not None:
             console.print(f"Target: max relative std <= {summary['target_std']:g}", highlight=False)
+    stored = CampaignStore.open(store, mode="r").sensitivity
+    if stored:
+        for j, output in enumerate(stored["outputs"]):
+            ranked = sorted(zip(stored["parameters"], stored["st"][j], strict=True),
+                            key=lambda kv: -kv[1])  # fmt: skip
+            top = ", ".join(f"{name} {value:.2f}" for name, value in ranked[:4])
+            console.print(f"Total Sobol indices of {output}: {top}", highlight=False)
     pool = summary.get("pool")
     if pool:
         line = f"Pool: {pool['candidates']} candidates, {pool.get('simulated', 0):.0f} simulated"
@@ -375,6 +382,65 @@ def report(
         raise _fail(exc) from None
     pngs = sorted(p.name for p in index.parent.glob("*.png"))
     errors.print(f"wrote {index} and {len(pngs)} plots: {', '.join(pngs)}", highlight=False)
+
+
+@app.command()
+def sensitivity(
+    store: Annotated[Path, typer.Argument(help="Campaign store (a .zarr folder).")],
+    samples: Annotated[
+        int, typer.Option(help="Sobol base samples N (a power of 2); N x (d + 2) evaluations.")
+    ] = 1024,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and the bootstrap.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the indices as JSON.")] = False,
+) -> None:
+    """Which inputs matter: Sobol indices (first order, total; SALib) and ARD relevance.
+
+    Computed on the store's emulator (its mean; the simulator is not called) and stored in
+    the store, unless a running campaign holds it. A field output gets generalised indices
+    (shares of the whole field's variance).
+    """
+    from emucamp.emulators.gp import load_emulator
+    from emucamp.emulators.sensitivity import sobol_indices, table_rows
+    from emucamp.errors import StoreLockedError
+    from emucamp.storage import CampaignStore
+
+    try:
+        emulator = load_emulator(store)
+        try:
+            found = sobol_indices(emulator, samples=samples, seed=seed)
+        except ValueError as exc:
+            raise EmucampError(f"--samples: {exc}") from None
+        try:
+            with CampaignStore.open(store, mode="a") as writable:
+                writable.set_sensitivity(found.to_dict())
+            saved = True
+        except StoreLockedError:
+            saved = False
+    except EmucampError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        print(json.dumps(found.to_dict()))
+        return
+    table = Table(
+        title=f"Sensitivity of the emulator (n = {found.n}, {found.evaluations} evaluations of "
+        "its mean; ± 95 % bootstrap)",
+        title_justify="left",
+    )
+    for col in ("output", "input", "first order S1", "total ST", "GP relevance"):
+        table.add_column(col, justify="left" if col in ("output", "input") else "right")
+    for row in table_rows(found):
+        table.add_row(
+            str(row["output"]), str(row["parameter"]),
+            f"{row['S1']:.3f} ± {row['S1_conf']:.3f}", f"{row['ST']:.3f} ± {row['ST_conf']:.3f}",
+            f"{row['relevance']:.3f}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        "[dim]ST - S1 is an input's share through interactions; GP relevance (1 / lengthscale) "
+        "measures smoothness, not variance.[/]"
+        + ("" if saved else "\n[yellow]Not stored: a running campaign holds the store.[/]"),
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -23,6 +23,10 @@ def _jsonable(value: Any) -> Any:
     """Outputs as JSON numbers; NaN/inf and non-numbers go as strings the parent rejects."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:
+        value = value.tolist()  # a field output as a numpy array
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -10,6 +10,8 @@ Plots (matplotlib, no display needed):
   to one (a quick, model-based sensitivity measure);
 - ``slice-<output>.png``: mean and std over the two most relevant inputs, the others at the
   centre of their range, with the simulated points on top;
+- ``field-<output>.png`` (field outputs): the lowest, median and highest simulated fields
+  against their leave-one-out predictions with 2 std bands;
 - ``pool.png`` (screening campaigns): the pool over its two most relevant features,
   coloured by P(pass), simulated candidates marked.
 
@@ -73,12 +75,17 @@ def _convergence(store: CampaignStore, spec: dict[str, Any], out: Path) -> str:
     return _save(fig, out, "convergence.png")
 
 
+def _scalars(emulator: GPEmulator) -> list[tuple[int, str]]:
+    """``(column, name)`` of each scalar output (field outputs get their own plot)."""
+    return [(c.start, n) for n, c in emulator.columns.items() if c.stop - c.start == 1]
+
+
 def _parity(emulator: GPEmulator, out: Path) -> list[str]:
     plt = _pyplot()
     _, Y = emulator.training_data()
     mean, std = emulator.loo()
     names = []
-    for j, name in enumerate(emulator.outputs):
+    for j, name in _scalars(emulator):
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.errorbar(Y[:, j], mean[:, j], yerr=2 * std[:, j], fmt="o", ms=3, alpha=0.7,
                     elinewidth=0.8, label="LOO mean ± 2 std")  # fmt: skip
@@ -124,8 +131,9 @@ def _slices(emulator: GPEmulator, out: Path, grid: int = 60) -> list[str]:
         return []
     X, _ = emulator.training_data()
     files = []
-    for j, name in enumerate(emulator.outputs):
-        a, b = (int(i) for i in np.argsort(-_relevance(emulator)[j])[:2])
+    for j, name in _scalars(emulator):
+        k = emulator.outputs.index(name)
+        a, b = (int(i) for i in np.argsort(-_relevance(emulator)[k])[:2])
         g = np.linspace(0, 1, grid)
         ga, gb = np.meshgrid(g, g)
         U = np.full((grid * grid, space.dim), 0.5)
@@ -146,6 +154,35 @@ def _slices(emulator: GPEmulator, out: Path, grid: int = 60) -> list[str]:
                    title=f"{name} {label}; other inputs at their centre")  # fmt: skip
             ax.legend(fontsize=7, loc="upper right")
         files.append(_save(fig, out, f"slice-{name}.png"))
+    return files
+
+
+def _fields(emulator: GPEmulator, out: Path) -> list[str]:
+    """Per field output: three simulated fields against their leave-one-out predictions."""
+    plt = _pyplot()
+    _, Y = emulator.training_data()
+    mean, std = emulator.loo()
+    files = []
+    for name, cols in emulator.columns.items():
+        if cols.stop - cols.start == 1:
+            continue
+        F, M, S = Y[:, cols], mean[:, cols], std[:, cols]
+        order = np.argsort(F.mean(axis=1))
+        picks = [int(order[0]), int(order[len(order) // 2]), int(order[-1])]
+        index = np.arange(F.shape[1])
+        fig, ax = plt.subplots(figsize=(8, 4.4))
+        for colour, i in zip(("C0", "C1", "C2"), dict.fromkeys(picks), strict=False):
+            ax.plot(index, F[i], color=colour, lw=1.5, label=f"sample {i}: simulated")
+            ax.plot(index, M[i], color=colour, lw=1, ls="--", label=f"sample {i}: LOO mean")
+            ax.fill_between(index, M[i] - 2 * S[i], M[i] + 2 * S[i], color=colour, alpha=0.2)
+        fields = emulator.basis.summary().get(name, {})
+        ax.set(xlabel=f"{name} index", ylabel=name,
+               title=f"{name}: lowest, median and highest simulated fields, leave-one-out "
+               f"± 2 std ({fields.get('components', '?')} components, "
+               f"{100 * fields.get('retained', float('nan')):.2f} % of variance)")  # fmt: skip
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7, ncol=3)
+        files.append(_save(fig, out, f"field-{name}.png"))
     return files
 
 
@@ -243,6 +280,9 @@ def write_report(store_path: str | Path, out_dir: str | Path) -> Path:
             *[f"![slice]({f})" for f in slices],
             "",
         ]
+    fields = _fields(emulator, out)
+    if fields:
+        lines += ["## Field outputs", "", *[f"![field]({f})" for f in fields], ""]
     reference = emulator.space.sobol_unit(1024, seed=0)
     lines += ["## Best and worst regions", "", regions_markdown(regions(emulator, reference)), ""]
     pool = _pool(store, emulator, out)

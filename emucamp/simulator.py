@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
+
 from emucamp.errors import SimulatorError
 
 __all__ = [
@@ -70,7 +72,8 @@ class SimResult:
     Attributes:
         sample_id: Row of the sample in the campaign store.
         inputs: Parameter values it ran with.
-        outputs: Output values (declared outputs and any extras the simulator returned).
+        outputs: Output values (declared outputs and any extras the simulator returned); a
+            field output is a flat list of floats (C order).
         status: ``ok``, ``failed`` or ``timeout``.
         error: Why it failed: exception type and message, exit code and stderr tail.
         started_at: Unix time the run started.
@@ -81,7 +84,7 @@ class SimResult:
 
     sample_id: int
     inputs: dict[str, float]
-    outputs: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, float | list[float]] = field(default_factory=dict)
     status: Status = "ok"
     error: str = ""
     started_at: float = math.nan
@@ -342,27 +345,51 @@ def _tail(path: Path, chars: int = _TAIL_CHARS) -> str:
         return ""
 
 
-def _normalise_outputs(raw: Any, outputs: Sequence[str]) -> dict[str, float]:
-    """Turn a simulator's return value into ``{name: float}``; errors name the output."""
+def _normalise_outputs(
+    raw: Any, outputs: Sequence[str], shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> dict[str, float | list[float]]:
+    """Turn a simulator's return value into ``{name: value}``; errors name the output.
+
+    A scalar output becomes a float; a field output (``shapes``) a flat list of floats.
+    """
+    shapes = shapes or {}
+
+    def value_of(name: str, value: Any, required: bool) -> float | list[float]:
+        if name in shapes:
+            return _as_field(name, value, shapes[name])
+        return _as_finite(name, value, required)
+
     if isinstance(raw, Mapping):
         items = dict(raw)
         if set(items) == {"__single__"}:
             raw = items["__single__"]
         else:
-            result: dict[str, float] = {}
+            result: dict[str, float | list[float]] = {}
             for name in outputs:
                 if name not in items:
                     raise ValueError(
                         f"output {name!r} missing from simulator result (got {sorted(items)})"
                     )
             for name, value in items.items():
-                result[str(name)] = _as_finite(name, value, required=name in outputs)
+                result[str(name)] = value_of(str(name), value, required=name in outputs)
             return result
     if len(outputs) != 1:
         raise ValueError(
             f"simulator returned one value but {len(outputs)} outputs are declared: {list(outputs)}"
         )
-    return {outputs[0]: _as_finite(outputs[0], raw, required=True)}
+    return {outputs[0]: value_of(outputs[0], raw, required=True)}
+
+
+def _as_field(name: str, value: Any, shape: tuple[int, ...]) -> list[float]:
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"output {name!r} is not an array of numbers") from None
+    if array.shape != shape and array.size != math.prod(shape):
+        raise ValueError(f"output {name!r} has shape {array.shape}, declared {shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"output {name!r} has values that are not finite")
+    return [float(v) for v in array.ravel()]
 
 
 def _as_finite(name: str, value: Any, required: bool) -> float:
@@ -389,6 +416,7 @@ def run_simulation(
     job: SimJob,
     outputs: Sequence[str],
     positive: Sequence[str] = (),
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> SimResult:
     """Run one simulation and return its record; never raises for a simulation's own fault.
 
@@ -397,6 +425,7 @@ def run_simulation(
         job: Which sample to run, at which inputs.
         outputs: Declared output names; each must come back finite for status ``ok``.
         positive: Outputs that must also come back > 0 (declared ``positive``).
+        shapes: Shapes of the field outputs, which come back as arrays of that shape.
 
     Returns:
         A :class:`SimResult` with status ``ok``, ``failed`` or ``timeout``.
@@ -404,16 +433,17 @@ def run_simulation(
     started = time.time()
     status: Status = "ok"
     error = ""
-    values: dict[str, float] = {}
+    values: dict[str, float | list[float]] = {}
     try:
         if isinstance(simulator, CommandSimulator):
             raw: Any = simulator.run(job.sample_id, job.inputs)
         else:
             raw = simulator(**job.inputs)
-        values = _normalise_outputs(raw, outputs)
+        values = _normalise_outputs(raw, outputs, shapes)
         for name in positive:
-            if not values[name] > 0:
-                raise ValueError(f"output {name!r} is declared positive but is {values[name]:g}")
+            value = values[name]
+            if not (isinstance(value, float) and value > 0):
+                raise ValueError(f"output {name!r} is declared positive but is {value}")
     except SimulationTimeout as exc:
         status, error = "timeout", str(exc)
     except KeyboardInterrupt:
@@ -446,12 +476,14 @@ class SimulationRunner:
         outputs: Declared output names.
         retries: Re-runs of a failed or timed-out simulation (0: run once).
         positive: Outputs that must be > 0 for a run to count as ``ok``.
+        shapes: ``(name, shape)`` of each field output.
     """
 
     simulator: PythonSimulator | CommandSimulator | Simulator
     outputs: tuple[str, ...]
     retries: int = 0
     positive: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def run_many(self, jobs: Sequence[SimJob]) -> list[SimResult]:
         """Run a pack of jobs one after another (several cheap simulations in one task)."""
@@ -466,6 +498,7 @@ class SimulationRunner:
                 SimJob(job.sample_id, job.inputs, attempt),
                 self.outputs,
                 self.positive,
+                dict(self.shapes),
             )
             if result.ok or attempt > self.retries:
                 return result

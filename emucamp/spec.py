@@ -151,6 +151,40 @@ class OutputSpec(_Section):
         description="Always > 0 (a time, a concentration, a resistance): the GP models its "
         "log, so predictions stay positive and spans of decades are handled.",
     )
+    shape: list[int] | None = Field(
+        default=None,
+        description="A field output (a curve, a profile): the shape of the array the simulator "
+        "returns, e.g. [100]. Emulated through its leading principal components.",
+    )
+    retained_variance: float = Field(
+        default=0.999,
+        gt=0,
+        le=1,
+        description="Fraction of a field's variance its principal components must keep.",
+    )
+    max_components: int = Field(
+        default=16, ge=1, le=256, description="At most this many components per field."
+    )
+
+    @model_validator(mode="after")
+    def _field(self) -> OutputSpec:
+        if self.shape is None:
+            # Compared with the defaults, not the keys given: a dumped spec carries every key.
+            if self.retained_variance != 0.999 or self.max_components != 16:
+                raise ValueError("retained_variance and max_components apply to a field (shape)")
+            return self
+        if not self.shape or any(k < 1 for k in self.shape) or math.prod(self.shape) > 1_000_000:
+            raise ValueError(
+                f"shape must list positive sizes of at most 1,000,000 values (got {self.shape})"
+            )
+        if self.positive:
+            raise ValueError("positive applies to a scalar output, not a field (shape)")
+        return self
+
+    @property
+    def size(self) -> int:
+        """Values per simulation: 1 for a scalar output."""
+        return math.prod(self.shape) if self.shape else 1
 
 
 class EmulatorSection(_Section):
@@ -478,6 +512,11 @@ class CampaignSpec(_Section):
         greybox = self.emulator.prior_mean is not None or any(
             o.positive for o in self.outputs.values()
         )
+        fields = [name for name, o in self.outputs.items() if o.shape is not None]
+        if fields and (self.emulator.prior_mean is not None or self.pool is not None):
+            raise ValueError(
+                f"field output(s) {fields} cannot be used with emulator.prior_mean or a [pool] yet"
+            )
         if greybox and self.goal is not None:
             raise ValueError(
                 "pool screening ([goal]) works on the GP's own scale: emulator.prior_mean and "
@@ -551,6 +590,11 @@ class CampaignSpec(_Section):
     def output_names(self) -> list[str]:
         """Declared output names, in order."""
         return list(self.outputs)
+
+    @property
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the field outputs (scalar outputs are left out)."""
+        return {name: tuple(o.shape) for name, o in self.outputs.items() if o.shape is not None}
 
     @property
     def store_path(self) -> Path:

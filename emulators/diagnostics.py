@@ -13,8 +13,16 @@ from emucamp.storage import StepRecord
 __all__ = ["Region", "diagnose", "loo_metrics", "regions", "relative_std"]
 
 
+def _rms(values: np.ndarray, columns: slice) -> np.ndarray:
+    """Root mean square over an output's columns (a field's values; a scalar's one)."""
+    return np.asarray(np.sqrt(np.mean(values[..., columns] ** 2, axis=-1)))
+
+
 def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Max and mean posterior std over a reference set, relative to each output's std.
+
+    A field's std at a point is the root mean square over its values, relative to the
+    root mean square of its values' spread.
 
     Args:
         emulator: A fitted emulator.
@@ -24,7 +32,13 @@ def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.n
         ``(max, mean)``, each an ``m`` array.
     """
     _, std = emulator.predict_unit(reference_unit)
-    rel = std / np.maximum(emulator.output_scale, 1e-300)[None, :]
+    scale = emulator.output_scale
+    rel = np.column_stack(
+        [
+            _rms(std, cols) / max(float(_rms(scale, cols)), 1e-300)
+            for cols in emulator.columns.values()
+        ]
+    )
     return rel.max(axis=0), rel.mean(axis=0)
 
 
@@ -32,14 +46,18 @@ def loo_metrics(emulator: GPEmulator) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out NRMSE and 95 % interval coverage per output (closed form, no refits).
 
     Returns:
-        ``(nrmse, coverage)``, each an ``m`` array; NRMSE is RMSE / std of the outputs.
+        ``(nrmse, coverage)``, each an ``m`` array; NRMSE is RMSE / std of the outputs (over
+        all of a field's values), coverage the share of values inside their interval.
     """
     _, Y = emulator.training_data()
     mean, std = emulator.loo()
-    scale = np.maximum(Y.std(axis=0, ddof=1), 1e-300) if len(Y) > 1 else np.ones(Y.shape[1])
-    nrmse = np.sqrt(np.mean((mean - Y) ** 2, axis=0)) / scale
-    coverage = np.mean(np.abs(mean - Y) <= 1.959964 * std, axis=0)
-    return nrmse, coverage
+    scale = Y.std(axis=0, ddof=1) if len(Y) > 1 else np.ones(Y.shape[1])
+    nrmse, coverage = [], []
+    for cols in emulator.columns.values():
+        err = mean[:, cols] - Y[:, cols]
+        nrmse.append(float(np.sqrt(np.mean(err**2))) / max(float(_rms(scale, cols)), 1e-300))
+        coverage.append(float(np.mean(np.abs(err) <= 1.959964 * std[:, cols])))
+    return np.array(nrmse), np.array(coverage)
 
 
 def diagnose(emulator: GPEmulator, reference_unit: np.ndarray) -> StepRecord:
@@ -89,7 +107,7 @@ def regions(emulator: GPEmulator, reference_unit: np.ndarray) -> list[Region]:
         reference_unit: ``r x d`` reference points in the unit cube (where uncertainty is judged).
 
     Returns:
-        Four :class:`Region` per output, in that order.
+        Four :class:`Region` per scalar output, in that order (field outputs are left out).
     """
     X, Y = emulator.training_data()
     names = emulator.space.names
@@ -102,7 +120,10 @@ def regions(emulator: GPEmulator, reference_unit: np.ndarray) -> list[Region]:
         return {name: float(v) for name, v in zip(names, row, strict=True)}
 
     found: list[Region] = []
-    for j, name in enumerate(emulator.outputs):
+    for name, cols in emulator.columns.items():
+        if cols.stop - cols.start != 1:
+            continue
+        j = cols.start
         lo, hi = int(np.argmin(Y[:, j])), int(np.argmax(Y[:, j]))
         worst_std, worst_loo = int(np.argmax(std[:, j])), int(np.argmax(loo_error[:, j]))
         found += [

@@ -23,6 +23,7 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
+from emucamp.emulators.basis import OutputBasis
 from emucamp.emulators.greybox import GreyBox
 from emucamp.emulators.ood import Mahalanobis, OodMethod
 from emucamp.errors import SpecError
@@ -56,6 +57,8 @@ class GPEmulator:
         ood_method: How the out-of-distribution threshold is calibrated (``chi2`` or
             ``empirical``, see :mod:`emucamp.emulators.ood`).
         ood_level: The quantile it is calibrated at.
+        basis: Field outputs and their principal-component settings (default: every
+            output a scalar, one column of ``Y`` each).
 
     Example:
         >>> emu = GPEmulator(space, ["flow"]).fit(X, Y)    # X: n x d, Y: n x 1
@@ -69,20 +72,25 @@ class GPEmulator:
         greybox: GreyBox | None = None,
         ood_method: OodMethod = "chi2",
         ood_level: float = 0.999,
+        basis: OutputBasis | None = None,
     ) -> None:
         if not outputs:
             raise ValueError("at least one output is needed")
         self.space = space
         self.outputs = list(outputs)
         self.greybox = greybox if greybox is not None else GreyBox(outputs, space.names)
+        self.basis = basis if basis is not None else OutputBasis(outputs)
+        if self.basis.has_fields and self.greybox.active:
+            raise ValueError("a grey box (prior mean, positive outputs) cannot have field outputs")
         self.ood_method: OodMethod = ood_method
         self.ood_level = ood_level
         self.model: SingleTaskGP | None = None
         self.fit_seconds = 0.0
         self.fit_failed = False
         self._X = np.empty((0, space.dim))
-        self._Y = np.empty((0, len(self.outputs)))
+        self._Y = np.empty((0, self.basis.n_columns))
         self._guard: Mahalanobis | None = None
+        self._latent = list(self.outputs)
 
     # -- fitting ---------------------------------------------------------------------------
     @property
@@ -95,28 +103,50 @@ class GPEmulator:
         """Whether a model is available."""
         return self.model is not None
 
+    @property
+    def n_latent(self) -> int:
+        """Columns the GP models: one per scalar output, a field's kept components."""
+        return len(self._latent)
+
+    @property
+    def latent_names(self) -> list[str]:
+        """Names of the GP's columns (``<field>_pc<j>`` for a field's components)."""
+        return list(self._latent)
+
+    @property
+    def latent_weights(self) -> np.ndarray:
+        """``L`` weights adding standardised latent variances up per output (1 for scalars)."""
+        return self.basis.latent_weights()
+
+    @property
+    def columns(self) -> dict[str, slice]:
+        """Each output's columns in ``Y`` and in predictions (a field's flattened values)."""
+        return dict(self.basis.columns)
+
     def _build(self, X: np.ndarray, Y: np.ndarray) -> SingleTaskGP:
         X, Y = np.atleast_2d(np.asarray(X, dtype=float)), np.asarray(Y, dtype=float)
         Y = Y.reshape(len(Y), -1)
-        if Y.shape[1] != len(self.outputs):
-            raise ValueError(f"Y has {Y.shape[1]} columns, expected {len(self.outputs)}")
+        if Y.shape[1] != self.basis.n_columns:
+            raise ValueError(f"Y has {Y.shape[1]} columns, expected {self.basis.n_columns}")
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
         if not np.all(np.isfinite(Y)):
             raise ValueError("Y has non-finite values; train on ok results only")
         U = self.space.to_unit(X)
         Z = self.greybox.to_latent(X, Y) if self.greybox.active else Y
+        if self.basis.has_fields:
+            Z = self.basis.fit(Z).to_latent(Z)
         self._X, self._Y, self._guard = X.copy(), Y.copy(), None
-        return SingleTaskGP(
-            _tensor(U), _tensor(Z), outcome_transform=Standardize(m=len(self.outputs))
-        )
+        self._latent = self.basis.latent_names
+        return SingleTaskGP(_tensor(U), _tensor(Z), outcome_transform=Standardize(m=Z.shape[1]))
 
     def fit(self, X: np.ndarray, Y: np.ndarray, warm_start: GPEmulator | None = None) -> GPEmulator:
         """Fit hyperparameters by maximum marginal likelihood.
 
         Args:
             X: ``n x d`` training inputs, physical units (``n >= 2``).
-            Y: ``n x m`` training outputs.
+            Y: ``n x M`` training outputs: a column per scalar output, a field's values
+                flattened (see :attr:`columns`).
             warm_start: A previous emulator of the same shape whose hyperparameters seed
                 the optimiser (kept as they are if the new fit fails).
 
@@ -162,12 +192,15 @@ class GPEmulator:
     def predict_unit(
         self, U: np.ndarray | torch.Tensor, chunk: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and std at ``k x d`` unit-cube points: two ``k x m`` arrays.
+        """Posterior mean and std at ``k x d`` unit-cube points: two ``k x M`` arrays.
 
         In the outputs' units: a grey box's prior is added back (and a positive output's
-        log undone). :meth:`predict_latent` gives what the GP itself models.
+        log undone), a field is rebuilt from its components. :meth:`predict_latent` gives
+        what the GP itself models.
         """
         mean, std = self.predict_latent(U, chunk)
+        if self.basis.has_fields:
+            return self.basis.from_latent(mean, std)
         if not self.greybox.active:
             return mean, std
         U_np = U.detach().numpy() if isinstance(U, torch.Tensor) else np.asarray(U, dtype=float)
@@ -176,17 +209,15 @@ class GPEmulator:
     def predict_latent(
         self, U: np.ndarray | torch.Tensor, chunk: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The GP's own posterior mean and std (residual from the prior): two ``k x m``."""
+        """The GP's own posterior mean and std (residuals, component scores): two ``k x L``."""
         model = self._require()
         U_t = U if isinstance(U, torch.Tensor) else _tensor(U)
         means, stds = [], []
         with torch.no_grad():
             for i in range(0, max(len(U_t), 1), chunk):
                 post = model.posterior(U_t[i : i + chunk])
-                means.append(post.mean.reshape(-1, len(self.outputs)).numpy())
-                stds.append(
-                    post.variance.clamp_min(0).sqrt().reshape(-1, len(self.outputs)).numpy()
-                )
+                means.append(post.mean.reshape(-1, self.n_latent).numpy())
+                stds.append(post.variance.clamp_min(0).sqrt().reshape(-1, self.n_latent).numpy())
         return np.concatenate(means), np.concatenate(stds)
 
     @overload
@@ -205,11 +236,12 @@ class GPEmulator:
                 table (DataFrame or mapping of columns) with one column per parameter.
 
         Returns:
-            For an array, ``(mean, std)``, each ``k x m`` in the outputs' units. For a table,
+            For an array, ``(mean, std)``, each ``k x M`` in the outputs' units. For a table,
             a DataFrame: the table's columns, then ``<output>_mean`` and ``<output>_std``
-            per output, then ``ood_distance`` (Mahalanobis distance to the training inputs)
-            and ``ood`` (beyond the calibrated threshold, or outside the bounds; see
-            :meth:`ood`). ``std`` is the emulator's (latent) uncertainty, without noise.
+            per output (``<field>_mean_<i>``, ``<field>_std_<i>`` per value of a field),
+            then ``ood_distance`` (Mahalanobis distance to the training inputs) and ``ood``
+            (beyond the calibrated threshold, or outside the bounds; see :meth:`ood`).
+            ``std`` is the emulator's (latent) uncertainty, without noise.
 
         Raises:
             SpecError: a parameter column is missing, or holds a value that is not a finite
@@ -221,7 +253,8 @@ class GPEmulator:
         missing = [n for n in self.space.names if n not in table.columns]
         if missing:
             raise SpecError(f"inputs: missing parameter column(s) {missing}")
-        added = {f"{o}_{k}" for o in self.outputs for k in ("mean", "std")} | set(_OOD_COLUMNS)
+        added = {c for m, s in self._prediction_columns().values() for c in (*m, *s)}
+        added |= set(_OOD_COLUMNS)
         clashes = [c for c in table.columns if c in added]
         if clashes:
             raise SpecError(
@@ -244,11 +277,30 @@ class GPEmulator:
             )
         U = self.space.to_unit(values)
         mean, std = self.predict_unit(U)
-        out = table.copy()
-        for j, name in enumerate(self.outputs):
-            out[f"{name}_mean"] = mean[:, j]
-            out[f"{name}_std"] = std[:, j]
-        out["ood_distance"], out["ood"] = self.guard.check(U)
+        columns: dict[str, Any] = {}
+        for name, (mean_col, std_col) in zip(
+            self.outputs, self._prediction_columns().values(), strict=True
+        ):
+            cols = self.basis.columns[name]
+            for i, (m_name, s_name) in enumerate(zip(mean_col, std_col, strict=True)):
+                columns[m_name] = mean[:, cols.start + i]
+                columns[s_name] = std[:, cols.start + i]
+        distance, flagged = self.guard.check(U)
+        columns["ood_distance"], columns["ood"] = distance, flagged
+        return pd.concat([table.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
+
+    def _prediction_columns(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Per output, the names of its mean and std columns in a predicted table."""
+        out: dict[str, tuple[list[str], list[str]]] = {}
+        for name in self.outputs:
+            size = self.basis.columns[name].stop - self.basis.columns[name].start
+            if name in self.basis.shapes:
+                out[name] = (
+                    [f"{name}_mean_{i}" for i in range(size)],
+                    [f"{name}_std_{i}" for i in range(size)],
+                )
+            else:
+                out[name] = ([f"{name}_mean"], [f"{name}_std"])
         return out
 
     @property
@@ -274,26 +326,33 @@ class GPEmulator:
 
     @property
     def output_std(self) -> np.ndarray:
-        """``m`` standard deviations of the GP's targets (latent: residuals of a grey box)."""
+        """``L`` standard deviations of the GP's targets (residuals, component scores)."""
         return self._standardisation()[0].detach().reshape(-1).numpy().copy()
 
     @property
     def output_scale(self) -> np.ndarray:
-        """``m`` standard deviations of the simulated outputs: the unit of relative std."""
+        """``M`` standard deviations of the simulated outputs: the unit of relative std."""
         self._require()
         if len(self._Y) < 2:
-            return np.ones(len(self.outputs))
+            return np.ones(self.basis.n_columns)
         return np.asarray(self._Y.std(axis=0, ddof=1), dtype=float)
 
     @property
-    def lengthscales(self) -> np.ndarray:
-        """``m x d`` ARD lengthscales, in unit-cube units."""
+    def latent_lengthscales(self) -> np.ndarray:
+        """``L x d`` ARD lengthscales of the GP's columns, in unit-cube units."""
         model = self._require()
         ls = cast(torch.Tensor, model.covar_module.lengthscale)
-        return ls.detach().reshape(len(self.outputs), -1).numpy().copy()
+        return ls.detach().reshape(self.n_latent, -1).numpy().copy()
+
+    @property
+    def lengthscales(self) -> np.ndarray:
+        """``m x d`` ARD lengthscales per output (a field's: its leading component's)."""
+        ls = self.latent_lengthscales
+        first = [self.basis.latent_owner.index(name) for name in self.outputs]
+        return ls[first]
 
     def training_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """The ``n x d`` physical inputs and ``n x m`` simulated outputs the model was fitted on."""
+        """The ``n x d`` physical inputs and ``n x M`` simulated outputs the model was fitted on."""
         self._require()
         return self._X.copy(), self._Y.copy()
 
@@ -303,10 +362,10 @@ class GPEmulator:
         return tf.stdvs, tf.means
 
     def _batched_training(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training inputs ``m x n x d`` and standardised targets ``m x n``, for any ``m``."""
+        """Training inputs ``L x n x d`` and standardised targets ``L x n``, for any ``L``."""
         model = self._require()
         Xt, y = model.train_inputs[0], model.train_targets
-        if len(self.outputs) == 1:  # a single-output model keeps no output batch dimension
+        if self.n_latent == 1:  # a single-output model keeps no output batch dimension
             Xt, y = Xt.unsqueeze(0), y.unsqueeze(0)
         return Xt, y
 
@@ -318,12 +377,13 @@ class GPEmulator:
         with ``K`` the noisy training covariance (Rasmussen & Williams, eq. 5.12).
 
         Returns:
-            ``(mean, std)``, each ``n x m``, in the outputs' units (a grey box's prior added).
+            ``(mean, std)``, each ``n x M``, in the outputs' units (a grey box's prior added,
+            a field rebuilt from its components).
         """
         model = self._require()
         with torch.no_grad():
             Xt, y = self._batched_training()
-            K = model.covar_module(Xt).to_dense().reshape(len(self.outputs), Xt.shape[-2], -1)
+            K = model.covar_module(Xt).to_dense().reshape(self.n_latent, Xt.shape[-2], -1)
             noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1, 1)
             n = K.shape[-1]
             K = K + noise * torch.eye(n, dtype=DTYPE)
@@ -338,6 +398,8 @@ class GPEmulator:
             stdvs, means = stdvs.reshape(-1, 1), means.reshape(-1, 1)
             mean = (mu * stdvs + means).T.numpy()
             std = (var.sqrt() * stdvs).T.numpy()
+        if self.basis.has_fields:
+            return self.basis.from_latent(mean, std)
         if self.greybox.active:
             return self.greybox.from_latent(self._X, mean, std)
         return mean, std
@@ -361,6 +423,8 @@ class GPEmulator:
             ],
             "fit_seconds": self.fit_seconds,
             "greybox": self.greybox.meta(),
+            "basis": self.basis.meta(),
+            "fields": self.basis.summary(),
             "ood": {"method": self.ood_method, "level": self.ood_level},
         }
         return EmulatorState(X=X, Y=Y, params=params, meta=meta)
@@ -380,6 +444,7 @@ class GPEmulator:
             greybox=GreyBox.from_meta(state.meta.get("greybox"), outputs, space.names),
             ood_method=ood.get("method", "chi2"),
             ood_level=float(ood.get("level", 0.999)),
+            basis=OutputBasis.from_meta(state.meta.get("basis"), outputs),
         )
         model = emu._build(state.X, state.Y)
         model.load_state_dict(

@@ -8,6 +8,11 @@ to evaluate many times; the simulator is never called.
 
 ARD relevance is what the GP itself learned: ``1 / lengthscale`` per input, normalised to sum
 1 per output. It costs nothing, but it is a statement about smoothness, not about variance.
+
+A field output gets generalised Sobol indices (Gamboa, Janon, Klein and Lagnoux, 2014): the
+shares of the field's total variance, summed over its values. With an orthonormal basis they
+are the variance-weighted mean of the indices of its principal-component scores, which is
+how they are computed here.
 """
 
 from __future__ import annotations
@@ -154,12 +159,12 @@ def sobol_indices(
         sobol_sample.sample(problem, samples, calc_second_order=False, seed=seed), dtype=float
     )
     mean, _ = emulator.predict_unit(U, chunk=chunk)
+    latent, _ = emulator.predict_latent(U, chunk=chunk) if emulator.basis.has_fields else (mean, 0)
+    owner = emulator.basis.latent_owner
 
-    s1, s1_conf, st, st_conf = (np.zeros((m, d)) for _ in range(4))
-    for j in range(m):
-        y = mean[:, j]
+    def analyse(y: np.ndarray) -> tuple[np.ndarray, ...]:
         if np.ptp(y) <= 1e-12 * np.abs(y).max():  # constant: SALib would divide by a zero std
-            continue
+            return tuple(np.zeros(d) for _ in range(4))
         # A Generator, not the int: SALib ignores a falsy seed (0) and then draws its
         # bootstrap from numpy's global state, which would make seed=0 irreproducible.
         result = sobol_analyze.analyze(
@@ -170,8 +175,20 @@ def sobol_indices(
             seed=np.random.default_rng(seed),
             print_to_console=False,
         )
-        s1[j], s1_conf[j] = result["S1"], result["S1_conf"]
-        st[j], st_conf[j] = result["ST"], result["ST_conf"]
+        return result["S1"], result["S1_conf"], result["ST"], result["ST_conf"]
+
+    s1, s1_conf, st, st_conf = (np.zeros((m, d)) for _ in range(4))
+    for j, name in enumerate(emulator.outputs):
+        if name not in emulator.basis.shapes:
+            s1[j], s1_conf[j], st[j], st_conf[j] = analyse(mean[:, emulator.columns[name].start])
+            continue
+        cols = [k for k, o in enumerate(owner) if o == name]
+        weights = np.array([np.var(latent[:, k]) for k in cols])
+        if weights.sum() <= 0:
+            continue
+        parts = [analyse(latent[:, k]) for k in cols]
+        for i, target in enumerate((s1, s1_conf, st, st_conf)):
+            target[j] = sum(w * p[i] for w, p in zip(weights, parts, strict=True)) / weights.sum()
     return Sensitivity(
         parameters=tuple(names),
         outputs=tuple(emulator.outputs),

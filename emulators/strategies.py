@@ -127,7 +127,10 @@ class MaxVarianceStrategy:
         self._calls += 1
         C = self.space.sobol_unit(self.candidates, seed=self.seed * 1_000_003 + self._calls)
         P = self.space.to_unit(pending) if pending is not None and len(pending) else C[:0]
-        picks = greedy_conditioned(emulator, C, P, n, lambda var: var.clamp_min(0).sum(0))
+        weights = torch.as_tensor(emulator.latent_weights, dtype=DTYPE)[:, None]
+        picks = greedy_conditioned(
+            emulator, C, P, n, lambda var: (var.clamp_min(0) * weights).sum(0)
+        )
         return self.space.from_unit(C[picks])
 
 
@@ -158,7 +161,7 @@ def greedy_conditioned(
     """
     model = emulator.model
     assert model is not None
-    m = len(emulator.outputs)
+    m = emulator.n_latent
     Z = torch.as_tensor(np.vstack([C, P]), dtype=DTYPE)
     z, c = Z.shape[0], C.shape[0]
     same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
@@ -277,15 +280,18 @@ def _integrated_variance(
     """
     model = emulator.model
     assert model is not None
-    if len(emulator.outputs) == 1:
+    if emulator.n_latent == 1:
         return qNegIntegratedPosteriorVariance(model, mc_points=mc_points, X_pending=X_pending)
     parts: list[AcquisitionFunction] = [
         qNegIntegratedPosteriorVariance(
             model.subset_output([j]), mc_points=mc_points, X_pending=X_pending
         )
-        for j in range(len(emulator.outputs))
+        for j in range(emulator.n_latent)
     ]
-    weights = [1.0 / max(float(s) ** 2, 1e-24) for s in emulator.output_std]
+    weights = [
+        float(w) / max(float(s) ** 2, 1e-24)
+        for w, s in zip(emulator.latent_weights, emulator.output_std, strict=True)
+    ]
     return _WeightedSum(model, parts, weights)
 
 

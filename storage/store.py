@@ -5,6 +5,7 @@ Layout (``xarray.open_zarr(path)`` reads the root as a Dataset)::
     sample      (sample)            int64    sample id, the row index
     <param>     (sample)            float64  one variable per parameter (physical units)
     <output>    (sample)            float64  one variable per declared output (NaN unless ok)
+    <field>     (sample, <field>_i ...)      a field output: its declared shape per sample
     status      (sample)            str      pending | ok | failed | timeout
     error, worker, origin (sample)  str
     extra       (sample)            str      JSON object of outputs the simulator returned
@@ -19,7 +20,8 @@ Layout (``xarray.open_zarr(path)`` reads the root as a Dataset)::
     emulator-<k>/   group: the fitted emulator (training data + hyperparameters)
 
 Group attributes: ``schema_version``, ``emucamp_version``, ``spec`` (JSON), ``parameters``,
-``outputs``, ``n_samples``, ``n_steps``, ``stop_rule``, ``stop_reason``, ``emulator``.
+``outputs``, ``output_shapes`` (field outputs only), ``n_samples``, ``n_steps``,
+``stop_rule``, ``stop_reason``, ``emulator``, ``sensitivity`` (Sobol indices, once computed).
 
 Every write is O(1) in the number of samples: rows are appended, one chunk is rewritten
 per recorded result, and no consolidated metadata is kept (it would go stale).
@@ -131,6 +133,9 @@ class CampaignStore:
         attrs: dict[str, Any] = dict(group.attrs)
         self.parameters: list[str] = list(attrs["parameters"])
         self.outputs: list[str] = list(attrs["outputs"])
+        self.output_shapes: dict[str, tuple[int, ...]] = {
+            str(k): tuple(int(i) for i in v) for k, v in (attrs.get("output_shapes") or {}).items()
+        }
         n = int(attrs.get("n_samples", 0))
         self._n_steps = int(attrs.get("n_steps", 0))
         if writable:
@@ -147,8 +152,18 @@ class CampaignStore:
         parameters: Sequence[str],
         outputs: Sequence[str],
         spec: Mapping[str, Any] | None = None,
+        output_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> CampaignStore:
-        """Create a new, empty store (refuses to overwrite an existing path)."""
+        """Create a new, empty store (refuses to overwrite an existing path).
+
+        Args:
+            path: Where the store goes.
+            parameters: Parameter names.
+            outputs: Output names.
+            spec: The campaign spec, kept as JSON.
+            output_shapes: Shapes of field outputs (an array per sample); others are scalars.
+        """
+        shapes = {str(k): [int(i) for i in v] for k, v in (output_shapes or {}).items()}
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists; open it to resume or choose another store")
@@ -164,6 +179,7 @@ class CampaignStore:
                 "spec": dict(spec or {}),
                 "parameters": list(parameters),
                 "outputs": list(outputs),
+                "output_shapes": shapes,
                 "n_samples": 0,
                 "n_steps": 0,
                 "stop_rule": "",
@@ -171,13 +187,18 @@ class CampaignStore:
                 "emulator": "",
             }
         )
-        cls._create_arrays(group, list(parameters), list(outputs))
+        cls._create_arrays(group, list(parameters), list(outputs), shapes)
         # The store appears under its name only once complete: no half-made store on a crash.
         tmp.rename(path)
         return cls.open(path, mode="a")
 
     @staticmethod
-    def _create_arrays(group: zarr.Group, parameters: list[str], outputs: list[str]) -> None:
+    def _create_arrays(
+        group: zarr.Group,
+        parameters: list[str],
+        outputs: list[str],
+        shapes: Mapping[str, Sequence[int]],
+    ) -> None:
         def arr(name: str, dtype: Any, dims: tuple[str, ...], fill: Any, **attrs: Any) -> None:
             shape = tuple(0 if d in ("sample", "step") else 1 for d in dims)
             chunks = tuple(_CHUNK if d in ("sample", "step") else 1 for d in dims)
@@ -189,7 +210,21 @@ class CampaignStore:
         m, d = len(outputs), len(parameters)
         arr("sample", "int64", ("sample",), -1)
         for name in [*parameters, *outputs]:
-            arr(name, "float64", ("sample",), math.nan)
+            if name not in shapes:
+                arr(name, "float64", ("sample",), math.nan)
+                continue
+            shape = tuple(shapes[name])
+            dims = (
+                (f"{name}_index",)
+                if len(shape) == 1
+                else tuple(f"{name}_dim{i}" for i in range(len(shape)))
+            )
+            # About 1 MiB per chunk: a result rewrites one chunk, whatever the field's size.
+            rows = max(1, min(_CHUNK, (1 << 17) // math.prod(shape)))
+            group.create_array(
+                name, shape=(0, *shape), chunks=(rows, *shape), dtype="float64",
+                fill_value=math.nan, dimension_names=("sample", *dims),
+            )  # fmt: skip
         for name in _STR_FIELDS:
             arr(name, str, ("sample",), "")
         for name in _INT_FIELDS:
@@ -252,6 +287,7 @@ class CampaignStore:
         parameters: Sequence[str],
         outputs: Sequence[str],
         spec: Mapping[str, Any] | None = None,
+        output_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> tuple[CampaignStore, bool]:
         """Open ``path`` for writing if it exists, else create it; returns ``(store, created)``.
 
@@ -260,14 +296,19 @@ class CampaignStore:
         """
         path = Path(path)
         if not path.exists():
-            return cls.create(path, parameters, outputs, spec), True
+            return cls.create(path, parameters, outputs, spec, output_shapes), True
         store = cls.open(path, mode="a")
-        if store.parameters != list(parameters) or store.outputs != list(outputs):
+        shapes = {k: tuple(v) for k, v in (output_shapes or {}).items()}
+        if (
+            store.parameters != list(parameters)
+            or store.outputs != list(outputs)
+            or store.output_shapes != shapes
+        ):
             store.close()
             raise StoreError(
                 f"{path}: holds a campaign over parameters {store.parameters} and outputs "
-                f"{store.outputs}, not {list(parameters)} and {list(outputs)}; "
-                "use another store path"
+                f"{store.outputs} {store.output_shapes or ''}, not {list(parameters)} and "
+                f"{list(outputs)} {shapes or ''}; use another store path"
             )
         return store, False
 
@@ -315,14 +356,27 @@ class CampaignStore:
         def read(name: str) -> np.ndarray:
             return np.asarray(self._array(name)[:n]) if n else np.empty(0)
 
-        d, m = len(self.parameters), len(self.outputs)
+        d, m = len(self.parameters), self.n_columns
         self._X = np.column_stack([read(p) for p in self.parameters]) if n else np.empty((0, d))
-        self._Y = np.column_stack([read(o) for o in self.outputs]) if n else np.empty((0, m))
+        self._Y = (
+            np.column_stack([read(o).reshape(n, -1) for o in self.outputs])
+            if n
+            else np.empty((0, m))
+        )
         self._status: list[str] = [str(s) for s in read("status")] if n else []
 
     def _require_writable(self) -> None:
         if not self.writable:
             raise StoreError(f"{self.path}: opened read-only")
+
+    @property
+    def n_columns(self) -> int:
+        """Columns of :meth:`completed`'s outputs: 1 per scalar output, a field's size per field."""
+        return sum(self.output_size(o) for o in self.outputs)
+
+    def output_size(self, name: str) -> int:
+        """Values per sample of output ``name``: 1, or the product of a field's shape."""
+        return math.prod(self.output_shapes[name]) if name in self.output_shapes else 1
 
     # -- samples -------------------------------------------------------------------------
     @property
@@ -342,7 +396,7 @@ class CampaignStore:
         for j, name in enumerate(self.parameters):
             columns[name] = X[:, j]
         for name in self.outputs:
-            columns[name] = np.full(k, math.nan)
+            columns[name] = np.full((k, *self.output_shapes.get(name, ())), math.nan)
         columns.update(
             status=np.array(["pending"] * k, dtype=object),
             error=np.array([""] * k, dtype=object),
@@ -360,7 +414,7 @@ class CampaignStore:
         # The committed count is written last: a crash before it leaves rows _repair trims.
         self._group.attrs["n_samples"] = n0 + k
         self._X = np.vstack([self._X, X])
-        self._Y = np.vstack([self._Y, np.full((k, len(self.outputs)), math.nan)])
+        self._Y = np.vstack([self._Y, np.full((k, self.n_columns), math.nan)])
         self._status += ["pending"] * k
         return list(range(n0, n0 + k))
 
@@ -386,14 +440,20 @@ class CampaignStore:
         bad = idx[(idx < 0) | (idx >= self.n_samples)]
         if len(bad):
             raise StoreError(f"{self.path}: no sample {int(bad[0])} to record a result for")
-        Y = np.array(
-            [
-                [r.outputs.get(o, math.nan) if r.ok else math.nan for o in self.outputs]
-                for r in results
-            ]
-        ).reshape(len(results), len(self.outputs))
-        columns: list[tuple[str, np.ndarray]] = [
-            (name, Y[:, j]) for j, name in enumerate(self.outputs)
+        columns: list[tuple[str, np.ndarray]] = []
+        for name in self.outputs:
+            size = self.output_size(name)
+            values = np.full((len(results), size), math.nan)
+            for i, r in enumerate(results):
+                if r.ok and name in r.outputs:
+                    values[i] = np.asarray(r.outputs[name], dtype=float).reshape(size)
+            columns.append((name, values))
+        Y = np.hstack([values for _, values in columns]) if columns else np.empty((len(idx), 0))
+        columns = [
+            (name, values.reshape(len(idx), *self.output_shapes[name]))
+            if name in self.output_shapes
+            else (name, values[:, 0])
+            for name, values in columns
         ]
         columns += [
             ("error", np.array([r.error for r in results], dtype=object)),
@@ -406,7 +466,7 @@ class CampaignStore:
             ("status", np.array([r.status for r in results], dtype=object)),
         ]
         for name, values in columns:
-            self._array(name).vindex[idx] = values
+            self._array(name).oindex[idx] = values
         self._Y[idx] = Y
         for r in results:
             self._status[r.sample_id] = r.status
@@ -461,7 +521,11 @@ class CampaignStore:
         return self._lock is not None or StoreLock(self.path).active()
 
     def completed(self) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and outputs of the ``ok`` samples: ``n x d`` and ``n x m`` arrays."""
+        """Inputs and outputs of the ``ok`` samples: ``n x d`` and ``n x M`` arrays.
+
+        ``M`` is :attr:`n_columns`: a scalar output is one column, a field output its values
+        flattened (C order), in the order of :attr:`outputs`.
+        """
         ok = np.array([s == "ok" for s in self._status], dtype=bool)
         return self._X[ok].copy(), self._Y[ok].copy()
 
@@ -627,6 +691,17 @@ class CampaignStore:
         self._group.attrs.update(
             {"stop_rule": rule, "stop_reason": reason, "stopped_at": time.time() if rule else 0.0}
         )
+
+    @property
+    def sensitivity(self) -> dict[str, Any] | None:
+        """The latest stored sensitivity analysis (Sobol indices, relevance), if any."""
+        value = self._group.attrs.get("sensitivity")
+        return dict(value) if isinstance(value, Mapping) else None
+
+    def set_sensitivity(self, data: Mapping[str, Any]) -> None:
+        """Store a sensitivity analysis (JSON-able), replacing the previous one."""
+        self._require_writable()
+        self._group.attrs["sensitivity"] = dict(data)
 
     # -- emulator --------------------------------------------------------------------------
     def save_emulator(self, state: EmulatorState) -> None:

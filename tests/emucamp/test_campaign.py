@@ -366,3 +366,54 @@ def test_a_non_positive_result_of_a_positive_output_is_a_failed_run(make_spec, t
     assert failed.any() and not failed.all()
     assert all("declared positive but is" in e for e in ds["error"].values[failed])
     assert (ds["y"].values[~failed] > 0).all()
+
+
+def field_spec(tmp_path: Path, sims_dir: Path, function: str, **over: Any) -> CampaignSpec:
+    """A campaign over a field output ``curve`` (50 values) and a scalar ``area``."""
+    return parse_spec(merge({
+        "campaign": {"name": "t", "store": str(tmp_path / "t.zarr"), "seed": 1},
+        "simulator": {"function": function},
+        "parameters": {"x1": {"low": 0.0, "high": 1.0}, "x2": {"low": 0.0, "high": 1.0}},
+        "outputs": {"curve": {"shape": [50]}, "area": {}},
+        "design": {"initial": 6},
+        "execution": {"workers": 2},
+    }, over), base_dir=sims_dir)  # fmt: skip
+
+
+def test_a_field_output_campaign_records_whole_fields_and_emulates_them(tmp_path, sims_dir):
+    from campaign_sims import profile_np
+
+    from emucamp.report import write_report
+
+    spec = field_spec(tmp_path, sims_dir, "campaign_sims:profile",
+                      stop={"max_simulations": 40, "target_std": 0.02})  # fmt: skip
+    outcome = run(spec)
+    assert outcome.rule == "target_std", outcome.reason
+    store = CampaignStore.open(tmp_path / "t.zarr")
+    ds = store.to_xarray()
+    assert ds["curve"].dims == ("sample", "curve_index") and ds.sizes["curve_index"] == 50
+    X, Y = store.completed()
+    assert Y.shape == (len(X), 51) and np.isfinite(Y).all()
+    t = np.linspace(0.0, 1.0, 50)
+    np.testing.assert_allclose(Y[:, :50], [profile_np(a, b, t) for a, b in X])
+    assert store.steps()[-1].max_rel_std.shape == (2,)  # one figure per declared output
+
+    X_test = np.random.default_rng(5).random((200, 2))
+    truth = np.array([profile_np(a, b, t) for a, b in X_test])
+    mean, std = load_emulator(tmp_path / "t.zarr").predict(X_test)
+    assert np.sqrt(np.mean((mean[:, :50] - truth) ** 2)) / truth.std() < 0.02
+    assert (std[:, :50] > 0).all()
+    state = store.load_emulator_state()
+    assert state.meta["fields"]["curve"]["retained"] >= 0.999  # recorded with the emulator
+    write_report(tmp_path / "t.zarr", tmp_path / "report")
+    assert (tmp_path / "report" / "field-curve.png").is_file()
+
+
+def test_a_field_of_the_wrong_size_is_a_failed_run_naming_it(tmp_path, sims_dir):
+    spec = field_spec(tmp_path, sims_dir, "campaign_sims:short_profile",
+                      stop={"max_simulations": 3, "max_failure_rate": 1.0},
+                      design={"initial": 3})  # fmt: skip
+    run(spec)
+    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
+    assert set(ds["status"].values) == {"failed"}
+    assert all("'curve' has shape (40,), declared (50,)" in e for e in ds["error"].values)

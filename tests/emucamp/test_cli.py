@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -309,3 +310,47 @@ def test_predict_warns_with_the_count_of_out_of_distribution_rows(
     table = pd.read_csv(out)
     assert list(table["ood"]) == [False, False, True, True]
     assert (table["ood_distance"] > 0).all()
+
+
+@pytest.fixture(scope="module")
+def ishigami_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding an emulator fitted on 256 Ishigami runs."""
+    from emucamp.emulators.gp import GPEmulator
+    from emucamp.space import Parameter, Space
+    from emucamp.storage import CampaignStore
+    from emucamp.testfunctions import DOMAINS, ishigami_np
+
+    space = Space([Parameter(name, lo, hi) for name, (lo, hi) in DOMAINS["ishigami"].items()])
+    X = space.sobol(256, seed=1)
+    path = tmp_path_factory.mktemp("sensitivity") / "ishigami.zarr"
+    with CampaignStore.create(path, space.names, ["y"]) as store:
+        store.save_emulator(GPEmulator(space, ["y"]).fit(X, ishigami_np(X)[:, None]).state())
+    return path
+
+
+def test_sensitivity_prints_and_stores_sobol_indices(cli: CliRunner, ishigami_store: Path) -> None:
+    from emucamp.storage import CampaignStore
+
+    result = cli.invoke(app, ["sensitivity", str(ishigami_store), "--samples", "2048"])
+    assert result.exit_code == 0, result.stderr
+    cells = [
+        [c.strip() for c in line.split("│")[1:-1]] for line in plain(result.stdout).splitlines()
+    ]
+    rows = [c for c in cells if c and c[0] == "y"]
+    assert [c[1] for c in rows] == ["x1", "x2", "x3"]  # ranked by total index
+    stored = CampaignStore.open(ishigami_store).sensitivity
+    assert stored is not None and stored["parameters"] == ["x1", "x2", "x3"]
+    # Ishigami (a = 7, b = 0.1) in closed form: S1 = (0.314, 0.442, 0), ST = (0.558, 0.442, 0.244)
+    np.testing.assert_allclose(stored["s1"][0], [0.314, 0.442, 0.0], atol=0.05)
+    np.testing.assert_allclose(stored["st"][0], [0.558, 0.442, 0.244], atol=0.05)
+    status = cli.invoke(app, ["status", str(ishigami_store)])
+    assert "Total Sobol indices of y: x1 0.5" in plain(status.stdout)
+
+
+def test_sensitivity_json_and_a_bad_sample_count(cli: CliRunner, ishigami_store: Path) -> None:
+    import json
+
+    result = cli.invoke(app, ["sensitivity", str(ishigami_store), "--json", "--samples", "256"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["evaluations"] == 256 * 5
+    bad = cli.invoke(app, ["sensitivity", str(ishigami_store), "--samples", "1000"])
+    assert bad.exit_code == 2 and "--samples" in plain(bad.stderr) and "1000" in plain(bad.stderr)

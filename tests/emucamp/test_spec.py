@@ -229,6 +229,26 @@ MALFORMED: list[tuple[str, str, str]] = [
         "'ood' is reserved",
     ),
     (
+        "field-shape-zero",
+        toml(outputs="[outputs]\ny = { shape = [0] }\n"),
+        "outputs.y: shape must list positive sizes",
+    ),
+    (
+        "retained-variance-without-shape",
+        toml(outputs="[outputs]\ny = { retained_variance = 0.99 }\n"),
+        "apply to a field (shape)",
+    ),
+    (
+        "positive-field",
+        toml(outputs="[outputs]\ny = { shape = [10], positive = true }\n"),
+        "positive applies to a scalar output",
+    ),
+    (
+        "field-with-prior-mean",
+        toml(outputs="[outputs]\ny = { shape = [10] }\n", extra='[emulator]\nprior_mean = "m:f"\n'),
+        "field output(s) ['y'] cannot be used with emulator.prior_mean",
+    ),
+    (
         "bad-execution-address",
         toml(extra='[execution]\naddress = "localhost:8786"\n'),
         "execution.address",

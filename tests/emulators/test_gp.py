@@ -109,7 +109,17 @@ def test_a_saved_emulator_loads_without_unpickling_anything(space, fitted, tmp_p
 def test_predict_on_a_table_adds_mean_and_std_columns(fitted):
     table = pd.DataFrame({"id": ["a", "b"], "x2": [0.1, 0.9], "x1": [0.5, 0.3]})
     out = fitted.predict(table)
-    assert list(out.columns) == ["id", "x2", "x1", "y1_mean", "y1_std", "y2_mean", "y2_std"]
+    assert list(out.columns) == [
+        "id",
+        "x2",
+        "x1",
+        "y1_mean",
+        "y1_std",
+        "y2_mean",
+        "y2_std",
+        "ood_distance",
+        "ood",
+    ]
     mean, _ = fitted.predict(np.array([[0.5, 0.1], [0.3, 0.9]]))
     np.testing.assert_allclose(out[["y1_mean", "y2_mean"]].to_numpy(), mean)
 

@@ -106,3 +106,26 @@ def physics_prior(x1, x2):  # type: ignore[no-untyped-def]
 def decades(x1: float, x2: float) -> float:
     """Positive, spanning four decades over the square."""
     return math.exp(9.0 * x1) * (1.0 + x2)
+
+
+def profile_np(x1, x2, t):  # type: ignore[no-untyped-def]
+    """A 1-D field over ``t`` whose shape and size change with the inputs (closed form)."""
+    import numpy as np
+
+    return x1 * t + np.sin(np.pi * t) * x2**2 + 0.5 * np.exp(-t / (0.2 + 0.3 * x1))
+
+
+def profile(x1: float, x2: float) -> dict[str, object]:
+    """A field output ``curve`` (50 values over t in [0, 1]) and a scalar ``area`` under it."""
+    import numpy as np
+
+    t = np.linspace(0.0, 1.0, 50)
+    curve = profile_np(x1, x2, t)
+    return {"curve": curve, "area": float(np.trapezoid(curve, t))}
+
+
+def short_profile(x1: float, x2: float) -> dict[str, object]:
+    """Like :func:`profile`, but the curve comes back 10 values short."""
+    out = profile(x1, x2)
+    out["curve"] = out["curve"][:40]  # type: ignore[index]
+    return out
