@@ -525,6 +525,7 @@ class Campaign:
             ood_method=self.spec.emulator.ood_method,
             ood_level=self.spec.emulator.ood_level,
             basis=build_basis(self.spec),
+            noise_floor=self.spec.emulator.noise_floor,
         ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference))
         if self.pool is not None and self.pool_unit is not None:
@@ -576,6 +577,16 @@ class Campaign:
             if isinstance(self._strategy, PoolStrategy):
                 self._strategy.update(scores.mean, scores.std, scores.summary.get("threshold"))
         observer.on_step(fitted.step, self)
+
+    def _same_settings(self, emulator: GPEmulator) -> bool:
+        """Whether ``emulator`` was built with the spec's emulator settings as they are now."""
+        spec = self.spec.emulator
+        return (
+            emulator.noise_floor == spec.noise_floor
+            and (emulator.ood_method, emulator.ood_level) == (spec.ood_method, spec.ood_level)
+            and emulator.greybox.meta() == self.greybox.meta()
+            and emulator.basis.meta() == build_basis(self.spec).meta()
+        )
 
     def _stored_emulator(self) -> GPEmulator | None:
         try:
@@ -665,11 +676,25 @@ class Campaign:
         self._strategy = strategy
         simulated_before = self._progress.finished
 
-        # A resumed campaign starts from a model of everything already simulated.
+        # A resumed campaign starts from a model of everything already simulated: the stored
+        # one if it saw exactly that (a refit of the same data could land a hair across a
+        # target the stored model met), a fresh fit otherwise.
         if self._progress.ok >= 2:
-            fitted = self._fit(self._snapshot(), self._stored_emulator())
-            if fitted is not None:
-                self._adopt(fitted, obs)
+            stored = self._stored_emulator()
+            steps = store.steps()
+            if (
+                stored is not None
+                and self.pool is None
+                and steps
+                and stored.n == steps[-1].n == self._progress.ok
+                and np.array_equal(stored.training_data()[0], self._snapshot()[0])
+                and self._same_settings(stored)
+            ):
+                self.emulator, self.latest_step = stored, steps[-1]
+            else:
+                fitted = self._fit(self._snapshot(), stored)
+                if fitted is not None:
+                    self._adopt(fitted, obs)
         decision: StopDecision | None = self.rules(self.state())
 
         events: queue.Queue[tuple[str, Any]] = queue.Queue()

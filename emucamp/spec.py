@@ -202,6 +202,13 @@ class EmulatorSection(_Section):
         "or a quantile of the training points' own distances.",
     )
     ood_level: float = Field(default=0.999, gt=0, le=1, description="That quantile.")
+    noise_floor: float = Field(
+        default=1e-6,
+        ge=1e-10,
+        le=1.0,
+        description="Lowest noise variance the GP may infer (standardised units); BoTorch's "
+        "1e-4 caps a deterministic simulator's emulator at about 1 % error.",
+    )
 
     @field_validator("prior_mean")
     @classmethod

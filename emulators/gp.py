@@ -21,7 +21,10 @@ from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from gpytorch.constraints import GreaterThan
+from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
 
 from emucamp.emulators.basis import OutputBasis
 from emucamp.emulators.greybox import GreyBox
@@ -59,6 +62,11 @@ class GPEmulator:
         ood_level: The quantile it is calibrated at.
         basis: Field outputs and their principal-component settings (default: every
             output a scalar, one column of ``Y`` each).
+        noise_floor: Lowest noise variance the fit may infer, in standardised units.
+            BoTorch's default, 1e-4, caps the accuracy of deterministic simulators at about
+            1 % of the output's std; 1e-6 lets the error fall to about 0.1 % (Branin, 100
+            Sobol points: NRMSE 1.1 % -> 0.3 %) while noisy simulators still learn their
+            noise.
 
     Example:
         >>> emu = GPEmulator(space, ["flow"]).fit(X, Y)    # X: n x d, Y: n x 1
@@ -73,6 +81,7 @@ class GPEmulator:
         ood_method: OodMethod = "chi2",
         ood_level: float = 0.999,
         basis: OutputBasis | None = None,
+        noise_floor: float = 1e-6,
     ) -> None:
         if not outputs:
             raise ValueError("at least one output is needed")
@@ -84,6 +93,7 @@ class GPEmulator:
             raise ValueError("a grey box (prior mean, positive outputs) cannot have field outputs")
         self.ood_method: OodMethod = ood_method
         self.ood_level = ood_level
+        self.noise_floor = noise_floor
         self.model: SingleTaskGP | None = None
         self.fit_seconds = 0.0
         self.fit_failed = False
@@ -138,7 +148,21 @@ class GPEmulator:
             Z = self.basis.fit(Z).to_latent(Z)
         self._X, self._Y, self._guard = X.copy(), Y.copy(), None
         self._latent = self.basis.latent_names
-        return SingleTaskGP(_tensor(U), _tensor(Z), outcome_transform=Standardize(m=Z.shape[1]))
+        # BoTorch's own likelihood (LogNormal(-4, 1) noise prior), with a lower noise floor.
+        prior = LogNormalPrior(loc=-4.0, scale=1.0)
+        likelihood = GaussianLikelihood(
+            noise_prior=prior,
+            batch_shape=torch.Size([Z.shape[1]]) if Z.shape[1] > 1 else torch.Size(),
+            noise_constraint=GreaterThan(
+                self.noise_floor, transform=None, initial_value=prior.mode
+            ),
+        )
+        return SingleTaskGP(
+            _tensor(U),
+            _tensor(Z),
+            likelihood=likelihood,
+            outcome_transform=Standardize(m=Z.shape[1]),
+        )
 
     def fit(self, X: np.ndarray, Y: np.ndarray, warm_start: GPEmulator | None = None) -> GPEmulator:
         """Fit hyperparameters by maximum marginal likelihood.
@@ -426,6 +450,7 @@ class GPEmulator:
             "basis": self.basis.meta(),
             "fields": self.basis.summary(),
             "ood": {"method": self.ood_method, "level": self.ood_level},
+            "noise_floor": self.noise_floor,
         }
         return EmulatorState(X=X, Y=Y, params=params, meta=meta)
 
@@ -445,6 +470,8 @@ class GPEmulator:
             ood_method=ood.get("method", "chi2"),
             ood_level=float(ood.get("level", 0.999)),
             basis=OutputBasis.from_meta(state.meta.get("basis"), outputs),
+            # Stores from before the setting was kept were fitted with BoTorch's default.
+            noise_floor=float(state.meta.get("noise_floor", 1e-4)),
         )
         model = emu._build(state.X, state.Y)
         model.load_state_dict(
