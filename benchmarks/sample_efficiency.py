@@ -46,6 +46,7 @@ FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "borehole": borehole_np,
 }
 CHECKPOINTS = (25, 50, 100, 200)
+PRIORS = "botorch"  # set by --priors
 TARGETS = (0.05, 0.01)
 
 
@@ -62,7 +63,7 @@ def score(mean: np.ndarray, std: np.ndarray, y: np.ndarray) -> tuple[float, floa
 def fit_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
               y_test: np.ndarray) -> tuple[float, float, float]:  # fmt: skip
     start = time.perf_counter()
-    emulator = GPEmulator(space, ["y"]).fit(X, y[:, None])
+    emulator = GPEmulator(space, ["y"], priors=PRIORS).fit(X, y[:, None])
     mean, std = emulator.predict(X_test)
     seconds = time.perf_counter() - start
     return (*score(mean[:, 0], std[:, 0], y_test), seconds)
@@ -102,6 +103,7 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
         "parameters": params,
         "outputs": {"y": {}},
         "design": {"strategy": strategy},
+        "emulator": {"priors": PRIORS},
         "stop": {"max_simulations": budget, "target_std": target_std,
                  "max_failure_rate": 1.0},
     })  # fmt: skip
@@ -206,7 +208,15 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5, help="Score every this many sims.")
     parser.add_argument("--test-points", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("sample_efficiency.json"))
+    parser.add_argument(
+        "--priors",
+        choices=["botorch", "none"],
+        default="botorch",
+        help="The emulator's [emulator] priors setting.",
+    )
     args = parser.parse_args()  # fmt: skip
+    global PRIORS
+    PRIORS = args.priors
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for function in args.functions:

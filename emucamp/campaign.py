@@ -526,6 +526,7 @@ class Campaign:
             ood_level=self.spec.emulator.ood_level,
             basis=build_basis(self.spec),
             noise_floor=self.spec.emulator.noise_floor,
+            priors=self.spec.emulator.priors,
         ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference))
         if self.pool is not None and self.pool_unit is not None:
@@ -583,6 +584,7 @@ class Campaign:
         spec = self.spec.emulator
         return (
             emulator.noise_floor == spec.noise_floor
+            and emulator.priors == spec.priors
             and (emulator.ood_method, emulator.ood_level) == (spec.ood_method, spec.ood_level)
             and emulator.greybox.meta() == self.greybox.meta()
             and emulator.basis.meta() == build_basis(self.spec).meta()

@@ -209,6 +209,11 @@ class EmulatorSection(_Section):
         description="Lowest noise variance the GP may infer (standardised units); BoTorch's "
         "1e-4 caps a deterministic simulator's emulator at about 1 % error.",
     )
+    priors: Literal["botorch", "none"] = Field(
+        default="botorch",
+        description="'botorch': MAP fit under BoTorch's lengthscale and noise priors; 'none': "
+        "plain maximum likelihood of a scaled RBF, as scikit-learn fits.",
+    )
 
     @field_validator("prior_mean")
     @classmethod

@@ -167,3 +167,26 @@ def test_fit_rejects_bad_training_data(space):
         )
     with pytest.raises(ValueError, match="columns"):
         emu.fit(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_plain_maximum_likelihood_fits_and_round_trips(tmp_path):
+    """``priors = "none"``: a scaled RBF by maximum likelihood (benchmarks/gp_settings.py)."""
+    from emucamp.testfunctions import DOMAINS, branin_np
+
+    space = Space([Parameter(p, lo, hi) for p, (lo, hi) in DOMAINS["branin"].items()])
+    X = space.sobol(25, seed=0)
+    X_test = space.from_unit(np.random.default_rng(1).random((1000, 2)))
+    y_test = branin_np(X_test)
+    errors = {}
+    for priors in ("botorch", "none"):
+        emulator = GPEmulator(space, ["y"], priors=priors).fit(X, branin_np(X)[:, None])
+        mean, _ = emulator.predict(X_test)
+        errors[priors] = np.sqrt(np.mean((mean[:, 0] - y_test) ** 2)) / y_test.std()
+    # With 25 points BoTorch's lengthscale prior keeps Branin too smooth.
+    assert errors["none"] < 0.5 * errors["botorch"]
+    assert emulator.lengthscales.shape == (1, 2) and np.all(emulator.lengthscales > 0)
+    with CampaignStore.create(tmp_path / "mle.zarr", ["x1", "x2"], ["y"]) as store:
+        store.save_emulator(emulator.state())
+    loaded = load_emulator(tmp_path / "mle.zarr")
+    assert loaded.priors == "none"
+    np.testing.assert_allclose(loaded.predict(X_test)[0], emulator.predict(X_test)[0], rtol=1e-9)
