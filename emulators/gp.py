@@ -208,17 +208,19 @@ class GPEmulator:
                 model.load_state_dict(previous, strict=False)
             except RuntimeError:  # shapes changed: start from the defaults
                 log.debug("warm start skipped: incompatible hyperparameters")
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        self.fit_failed = False
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit_gpytorch_mll(mll)
-        except ModelFittingError as exc:
+        self.fit_failed = not _optimise(model)
+        if self.priors == "none":
+            # Maximum likelihood without priors has poor local optima (a Borehole fit at 50
+            # Sobol points landed at NRMSE 0.79 from one start): a second start from smooth
+            # lengthscales, and the better likelihood wins, as scikit-learn's restarts do.
+            other = self._build(X, Y)
+            _set_lengthscale(other, 1.0)
+            if _optimise(other) and (self.fit_failed or _mll(other) > _mll(model)):
+                model, self.fit_failed = other, False
+        if self.fit_failed:
             # Keep going on the warm-started (or default) hyperparameters: a campaign must
             # not stop because one optimisation did not converge.
-            self.fit_failed = True
-            log.warning("GP fit did not converge (%s); keeping previous hyperparameters", exc)
+            log.warning("GP fit did not converge; keeping previous hyperparameters")
         model.eval()
         self.model = model
         self.fit_seconds = time.perf_counter() - start
@@ -503,6 +505,34 @@ class GPEmulator:
         emu.model = model
         emu.fit_seconds = float(state.meta.get("fit_seconds", 0.0))
         return emu
+
+
+def _optimise(model: SingleTaskGP) -> bool:
+    """Fit ``model``'s hyperparameters in place; whether the optimiser converged."""
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_gpytorch_mll(mll)
+    except ModelFittingError:
+        return False
+    return True
+
+
+def _mll(model: SingleTaskGP) -> float:
+    """The exact marginal log likelihood of the training data (summed over outputs)."""
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    model.train()
+    with torch.no_grad():
+        value = mll(model(*model.train_inputs), model.train_targets)
+    return float(value.sum())
+
+
+def _set_lengthscale(model: SingleTaskGP, value: float) -> None:
+    kernel = model.covar_module
+    if isinstance(kernel, ScaleKernel):
+        kernel = kernel.base_kernel
+    kernel.lengthscale = value
 
 
 def load_emulator(store: str | Path) -> GPEmulator:

@@ -281,7 +281,7 @@ def test_gap_before_a_pack_is_measured_on_its_worker_clock():
 
 
 def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp_path, monkeypatch):
-    """Each refit takes over a second here; simulations take 0.05 s and must not wait for it.
+    """Each refit takes over 2 s here; simulations take 0.05 s and must not wait for it.
 
     (Only the first model is waited for, once the initial design is done.)
     """
@@ -293,7 +293,7 @@ def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp
         import time
 
         if warm_start is not None:
-            time.sleep(1.0)
+            time.sleep(2.0)
         return slow_fit(self, X, Y, warm_start)
 
     monkeypatch.setattr(GPEmulator, "fit", fit)
@@ -306,9 +306,10 @@ def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp
     assert steps == sorted(steps) and steps[-1] == 40  # results that came meanwhile are kept
     assert len(steps) < 20  # fewer fits than results: fits ran while simulations went on
     # After the first model (which the loop waits for, by design), no worker waited for any
-    # of the slowed refits.
+    # of the slowed refits: a wait would be a gap of 2 s or more. (Selection alone takes
+    # ~10-70 ms; the margin is for a loaded 2-core machine.)
     gaps = worker_gaps(tmp_path / "t.zarr", after=store.steps()[0].time)
-    assert len(gaps) > 20 and max(gaps) < 0.5
+    assert len(gaps) > 20 and max(gaps) < 1.5
 
 
 def test_extra_outputs_are_kept_in_the_store_and_ignored_by_the_emulator(make_spec, tmp_path):

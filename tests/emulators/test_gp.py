@@ -190,3 +190,16 @@ def test_plain_maximum_likelihood_fits_and_round_trips(tmp_path):
     loaded = load_emulator(tmp_path / "mle.zarr")
     assert loaded.priors == "none"
     np.testing.assert_allclose(loaded.predict(X_test)[0], emulator.predict(X_test)[0], rtol=1e-9)
+
+
+def test_maximum_likelihood_restarts_escape_a_poor_optimum():
+    """Borehole, the first 50 points of Sobol seed 1: one start lands at NRMSE 0.79."""
+    from emucamp.testfunctions import DOMAINS, borehole_np
+
+    space = Space([Parameter(p, lo, hi) for p, (lo, hi) in DOMAINS["borehole"].items()])
+    X = space.sobol(100, seed=1)[:50]
+    X_test = space.from_unit(np.random.default_rng(12345).random((2000, space.dim)))
+    y_test = borehole_np(X_test)
+    emulator = GPEmulator(space, ["y"], priors="none").fit(X, borehole_np(X)[:, None])
+    mean, _ = emulator.predict(X_test)
+    assert np.sqrt(np.mean((mean[:, 0] - y_test) ** 2)) / y_test.std() < 0.1
