@@ -420,6 +420,7 @@ class Campaign:
         if self.pool is not None and store.has_candidates:
             self._check_same_pool()  # before anything is written
         self.emulator: GPEmulator | None = None
+        self._reused: GPEmulator | None = None  # the stored model, when a rerun adopts it
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
         self.in_flight: dict[int, tuple[JobFuture, list[int]]] = {}
@@ -693,6 +694,7 @@ class Campaign:
                 and self._same_settings(stored)
             ):
                 self.emulator, self.latest_step = stored, steps[-1]
+                self._reused = stored
             else:
                 fitted = self._fit(self._snapshot(), stored)
                 if fitted is not None:
@@ -859,6 +861,8 @@ class Campaign:
         """Sobol indices of the final emulator, into the store (``emucamp sensitivity``)."""
         if self.emulator is None or self.emulator.n < 4:
             return
+        if self._reused is self.emulator and self.store.sensitivity is not None:
+            return  # a rerun on the stored model: its indices are stored already
         try:
             found = sobol_indices(self.emulator, samples=1024, seed=self.spec.campaign.seed)
         except Exception as exc:  # an analysis of the result never fails the campaign

@@ -56,6 +56,10 @@ class _LiveView:
         self._snapshot: Any = None
         self._read_at = -math.inf
 
+    def refresh(self) -> None:
+        """Read the store again at the next frame."""
+        self._read_at = -math.inf
+
     def __call__(self) -> Any:
         import time
 
@@ -108,7 +112,7 @@ def run(
             view = _LiveView(campaign_spec.store_path, since=time.time())
             with Live(get_renderable=view, console=errors, refresh_per_second=2):
                 outcome = run_campaign(campaign_spec)
-                view._read_at = -math.inf  # the final figures, not a second-old frame
+                view.refresh()  # the final figures, not a second-old frame
         else:
             outcome = run_campaign(campaign_spec)
     except EmucampError as exc:
@@ -195,10 +199,12 @@ def status(
     from emucamp.storage import CampaignStore
 
     try:
-        snapshot = ProgressSnapshot.read(store)
+        opened = CampaignStore.open(store, mode="r")
         if watch and not json_out:
-            snapshot = _watch(store, snapshot)
-        summary = CampaignStore.open(store, mode="r").summary()
+            _watch(store, ProgressSnapshot.of(opened))
+            opened = CampaignStore.open(store, mode="r")  # what the campaign wrote meanwhile
+        summary = opened.summary()
+        snapshot = ProgressSnapshot.of(opened, summary)
     except EmucampError as exc:
         raise _fail(exc) from None
     if json_out:
@@ -223,7 +229,7 @@ def status(
         console.print(table)
         if summary["target_std"] is not None:
             console.print(f"Target: max relative std <= {summary['target_std']:g}", highlight=False)
-    stored = CampaignStore.open(store, mode="r").sensitivity
+    stored = opened.sensitivity
     if stored:
         for j, output in enumerate(stored["outputs"]):
             ranked = sorted(zip(stored["parameters"], stored["st"][j], strict=True),
@@ -242,7 +248,7 @@ def status(
         console.print(line, highlight=False)
 
 
-def _watch(store: Path, snapshot: Any, grace: float = 30.0) -> Any:
+def _watch(store: Path, snapshot: Any, grace: float = 30.0) -> None:
     """Redraw the progress every 2 s until the campaign stops or its process goes.
 
     A campaign's process lets go of the store for a few seconds while it starts (the spec
@@ -266,7 +272,6 @@ def _watch(store: Path, snapshot: Any, grace: float = 30.0) -> Any:
             if snapshot.running:
                 seen = time.monotonic()
             live.update(snapshot.renderable())
-    return snapshot
 
 
 @app.command()

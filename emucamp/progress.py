@@ -89,8 +89,25 @@ class ProgressSnapshot:
         Raises:
             StoreError: ``path`` is not a readable campaign store.
         """
-        store = CampaignStore.open(path, mode="r")
-        summary = store.summary()
+        return cls.of(CampaignStore.open(path, mode="r"), since=since, running=running)
+
+    @classmethod
+    def of(
+        cls,
+        store: CampaignStore,
+        summary: dict[str, Any] | None = None,
+        since: float | None = None,
+        running: bool | None = None,
+    ) -> ProgressSnapshot:
+        """The snapshot of an opened store; see :meth:`read`.
+
+        Args:
+            store: The store, opened read-only.
+            summary: Its :meth:`~CampaignStore.summary`, if the caller has it already.
+            since: As for :meth:`read`.
+            running: As for :meth:`read`.
+        """
+        summary = summary if summary is not None else store.summary()
         times = store.timestamps()
         if running is None:
             running = store.writer_active

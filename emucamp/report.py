@@ -29,6 +29,7 @@ import numpy as np
 
 from emucamp.emulators.diagnostics import Region, regions
 from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.sensitivity import ard_relevance
 from emucamp.errors import StoreError
 from emucamp.storage import CampaignStore
 
@@ -104,8 +105,7 @@ def _parity(emulator: GPEmulator, out: Path) -> list[str]:
 
 def _relevance(emulator: GPEmulator) -> np.ndarray:
     """``m x d`` input relevance: inverse lengthscales, each row summing to one."""
-    inv = 1.0 / np.maximum(emulator.lengthscales, 1e-12)
-    return np.asarray(inv / inv.sum(axis=1, keepdims=True))
+    return ard_relevance(emulator.lengthscales)
 
 
 def _relevance_plot(emulator: GPEmulator, out: Path) -> str:

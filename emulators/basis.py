@@ -91,21 +91,26 @@ class OutputBasis:
             self._explained[name] = S[:k] ** 2 / total if total > 0 else np.ones(k) / k
         return self
 
+    def _latent_columns(self) -> list[tuple[str, str]]:
+        """``(latent name, output it belongs to)`` per latent column, in order."""
+        columns: list[tuple[str, str]] = []
+        for name in self.outputs:
+            if name in self.shapes:
+                k = len(self._components[name])
+                columns += [(f"{name}_pc{j}", name) for j in range(k)]
+            else:
+                columns.append((name, name))
+        return columns
+
     @property
     def latent_names(self) -> list[str]:
         """Names of the latent columns: scalar outputs, then ``<field>_pc<j>`` in order."""
-        names: list[str] = []
-        for name in self.outputs:
-            if name in self.shapes:
-                names += [f"{name}_pc{j}" for j in range(len(self._components[name]))]
-            else:
-                names.append(name)
-        return names
+        return [latent for latent, _ in self._latent_columns()]
 
     @property
     def latent_owner(self) -> list[str]:
         """The declared output each latent column belongs to."""
-        return [n.rsplit("_pc", 1)[0] if n not in self.columns else n for n in self.latent_names]
+        return [owner for _, owner in self._latent_columns()]
 
     def to_latent(self, Y: np.ndarray) -> np.ndarray:
         """``n x M`` outputs to ``n x L`` latent columns (component scores for fields)."""

@@ -141,6 +141,11 @@ class GPEmulator:
         return dict(self.basis.columns)
 
     def _build(self, X: np.ndarray, Y: np.ndarray) -> SingleTaskGP:
+        """Check and keep the training data; a fresh model of its latent targets."""
+        return self._model(*self._targets(X, Y))
+
+    def _targets(self, X: np.ndarray, Y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-cube inputs ``n x d`` and latent targets ``n x L``; keeps ``X`` and ``Y``."""
         X, Y = np.atleast_2d(np.asarray(X, dtype=float)), np.asarray(Y, dtype=float)
         Y = Y.reshape(len(Y), -1)
         if Y.shape[1] != self.basis.n_columns:
@@ -155,6 +160,10 @@ class GPEmulator:
             Z = self.basis.fit(Z).to_latent(Z)
         self._X, self._Y, self._guard = X.copy(), Y.copy(), None
         self._latent = self.basis.latent_names
+        return _tensor(U), _tensor(Z)
+
+    def _model(self, U: torch.Tensor, Z: torch.Tensor) -> SingleTaskGP:
+        """An unfitted GP on ``n x d`` inputs and ``n x L`` targets, as this emulator is set."""
         batch = torch.Size([Z.shape[1]]) if Z.shape[1] > 1 else torch.Size()
         covar: ScaleKernel | None = None
         if self.priors == "botorch":
@@ -174,8 +183,8 @@ class GPEmulator:
             noise_constraint=GreaterThan(self.noise_floor, transform=None, initial_value=start),
         )
         return SingleTaskGP(
-            _tensor(U),
-            _tensor(Z),
+            U,
+            Z,
             likelihood=likelihood,
             covar_module=covar,
             outcome_transform=Standardize(m=Z.shape[1]),
@@ -197,7 +206,8 @@ class GPEmulator:
         if len(X) < 2:
             raise ValueError(f"need at least 2 training points to fit, got {len(X)}")
         start = time.perf_counter()
-        model = self._build(X, Y)
+        U, Z = self._targets(X, Y)
+        model = self._model(U, Z)
         if warm_start is not None and warm_start.model is not None:
             previous = {
                 k: v
@@ -213,7 +223,7 @@ class GPEmulator:
             # Maximum likelihood without priors has poor local optima (a Borehole fit at 50
             # Sobol points landed at NRMSE 0.79 from one start): a second start from smooth
             # lengthscales, and the better likelihood wins, as scikit-learn's restarts do.
-            other = self._build(X, Y)
+            other = self._model(U, Z)
             _set_lengthscale(other, 1.0)
             if _optimise(other) and (self.fit_failed or _mll(other) > _mll(model)):
                 model, self.fit_failed = other, False

@@ -158,8 +158,14 @@ def sobol_indices(
     U = np.asarray(
         sobol_sample.sample(problem, samples, calc_second_order=False, seed=seed), dtype=float
     )
-    mean, _ = emulator.predict_unit(U, chunk=chunk)
-    latent, _ = emulator.predict_latent(U, chunk=chunk) if emulator.basis.has_fields else (mean, 0)
+    # One posterior pass: a field's indices come from its component scores (latent), its
+    # scalar neighbours from the mean rebuilt from them.
+    if emulator.basis.has_fields:
+        latent, latent_std = emulator.predict_latent(U, chunk=chunk)
+        mean, _ = emulator.basis.from_latent(latent, latent_std)
+    else:
+        mean, _ = emulator.predict_unit(U, chunk=chunk)
+        latent = mean
     owner = emulator.basis.latent_owner
 
     def analyse(y: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -291,7 +291,7 @@ def test_live_view_says_starting_until_the_store_exists_then_shows_it(tmp_path: 
     assert "starting" in console.export_text()
     spec = {"campaign": {"name": "live"}, "stop": {"max_simulations": 7}}
     CampaignStore.create(path, ["a"], ["u"], spec).close()
-    view._read_at = -float("inf")
+    view.refresh()
     console.print(view())
     text = console.export_text()
     assert "0/7 simulations" in text and "running" in text  # the caller runs it
