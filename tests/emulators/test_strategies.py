@@ -8,6 +8,7 @@ from emucamp.emulators.strategies import (
     IntegratedVarianceStrategy,
     MaxVarianceStrategy,
     SobolStrategy,
+    greedy_conditioned,
     make_strategy,
 )
 from emucamp.space import Parameter, Space
@@ -76,3 +77,57 @@ def test_model_based_strategies_need_a_model(space, name):
 def test_unknown_strategy_is_named_in_the_error(space):
     with pytest.raises(ValueError, match="'thompson'"):
         make_strategy("thompson", space, seed=0)
+
+
+def test_integrated_variance_scores_match_botorch_qnipv(space):
+    """The closed form ranks candidates exactly as BoTorch's qNegIntegratedPosteriorVariance."""
+    import torch
+    from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
+
+    X = space.sobol(10, seed=2)
+    U = space.to_unit(X)
+    emu = GPEmulator(space, ["a"]).fit(X, np.sin(4 * U[:, :1]) + U[:, 1:] ** 2)
+    C, R, P = (
+        space.sobol_unit(64, seed=5),
+        space.sobol_unit(128, seed=6),
+        space.sobol_unit(2, seed=9),
+    )
+    seen: list[np.ndarray] = []
+
+    def capture(values):
+        seen.append(values.numpy().copy())
+        return values.sum(0)
+
+    greedy_conditioned(emu, C, P, 1, capture, integrate=R)
+    mc = torch.as_tensor(R)
+    acq = qNegIntegratedPosteriorVariance(emu.model, mc_points=mc, X_pending=torch.as_tensor(P))
+    with torch.no_grad():
+        botorch = acq(torch.as_tensor(C).unsqueeze(1)).numpy()
+    ours = seen[0][0]
+    # qNIPV = -(mean variance after the pick) = const + reduction x output variance.
+    slope, intercept = np.polyfit(ours, botorch, 1)
+    np.testing.assert_allclose(slope * ours + intercept, botorch, rtol=1e-6, atol=1e-9)
+    assert slope > 0
+    assert int(np.argmax(ours)) == int(np.argmax(botorch))
+
+
+def test_integrated_variance_lowers_the_mean_variance_more_than_max_variance(space):
+    import torch
+    from botorch.sampling import SobolQMCNormalSampler
+
+    X = space.sobol(16, seed=1)
+    U = space.to_unit(X)
+    emu = GPEmulator(space, ["a"]).fit(X, np.sin(3 * U[:, :1]) + U[:, 1:])
+    reference = torch.as_tensor(space.sobol_unit(512, seed=3))
+
+    def mean_variance_after(picks: np.ndarray) -> float:
+        # A GP's posterior variance does not depend on the values observed: one fantasy does.
+        fantasy = emu.model.fantasize(
+            torch.as_tensor(space.to_unit(picks)), SobolQMCNormalSampler(torch.Size([1]))
+        )
+        with torch.no_grad():
+            return float(fantasy.posterior(reference).variance.mean())
+
+    edge = MaxVarianceStrategy(space, seed=0).select(emu, 4)
+    spread = IntegratedVarianceStrategy(space, seed=0).select(emu, 4)
+    assert mean_variance_after(spread) < mean_variance_after(edge)
