@@ -362,6 +362,7 @@ class _Fitted:
     emulator: GPEmulator
     step: StepRecord
     pool: _PoolScores | None = None
+    ids: frozenset[int] = frozenset()  # the samples it was fitted on
 
 
 @dataclass
@@ -421,6 +422,7 @@ class Campaign:
             self._check_same_pool()  # before anything is written
         self.emulator: GPEmulator | None = None
         self._reused: GPEmulator | None = None  # the stored model, when a rerun adopts it
+        self._trained: frozenset[int] = frozenset()  # the samples self.emulator was fitted on
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
         self.in_flight: dict[int, tuple[JobFuture, list[int]]] = {}
@@ -529,7 +531,7 @@ class Campaign:
             noise_floor=self.spec.emulator.noise_floor,
             priors=self.spec.emulator.priors,
         ).fit(X, Y, warm_start=warm)
-        fitted = _Fitted(emulator, diagnose(emulator, self.reference))
+        fitted = _Fitted(emulator, diagnose(emulator, self.reference), ids=frozenset(ids))
         if self.pool is not None and self.pool_unit is not None:
             fitted.pool = self._score_pool(emulator, X, Y, ids)
         return fitted
@@ -559,6 +561,7 @@ class Campaign:
 
     def _adopt(self, fitted: _Fitted, observer: CampaignObserver) -> None:
         self.emulator = fitted.emulator
+        self._trained = fitted.ids
         self.latest_step = fitted.step
         self.store.add_step(fitted.step)
         self.store.save_emulator(fitted.emulator.state())
@@ -602,8 +605,11 @@ class Campaign:
         self, strategy: Strategy | PoolStrategy, sobol: SobolStrategy, k: int
     ) -> tuple[np.ndarray, str]:
         # Running and failed inputs both count as pending: the first so refills spread out,
-        # the second so a failed input is not proposed again unchanged.
+        # the second so a failed input is not proposed again unchanged. Results that came
+        # in since the model was fitted are conditioned in too, until the next refit takes
+        # them: a GP's variance after them is exact whatever values they returned.
         busy = self.store.ids("pending", "failed", "timeout")
+        busy += [i for i in self.store.ids("ok") if i not in self._trained]
         pending = self.store.inputs(busy) if busy else None
         fitted = self.emulator is not None and self.emulator.fitted
         if isinstance(strategy, PoolStrategy):
@@ -694,7 +700,7 @@ class Campaign:
                 and self._same_settings(stored)
             ):
                 self.emulator, self.latest_step = stored, steps[-1]
-                self._reused = stored
+                self._reused, self._trained = stored, frozenset(store.ids("ok"))
             else:
                 fitted = self._fit(self._snapshot(), stored)
                 if fitted is not None:

@@ -268,7 +268,7 @@ class DesignSection(_Section):
     initial_method: Literal["sobol", "lhs"] = "sobol"
     strategy: StrategyName = "max-variance"
     mc_points: int = Field(
-        default=256, ge=16, le=8192, description="Integration points of integrated-variance."
+        default=1024, ge=16, le=8192, description="Integration points of integrated-variance."
     )
 
 
