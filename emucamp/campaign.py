@@ -530,6 +530,7 @@ class Campaign:
             basis=build_basis(self.spec),
             noise_floor=self.spec.emulator.noise_floor,
             priors=self.spec.emulator.priors,
+            max_fit_points=self.spec.emulator.max_fit_points,
         ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference), ids=frozenset(ids))
         if self.pool is not None and self.pool_unit is not None:
@@ -589,6 +590,7 @@ class Campaign:
         return (
             emulator.noise_floor == spec.noise_floor
             and emulator.priors == spec.priors
+            and emulator.max_fit_points == spec.max_fit_points
             and (emulator.ood_method, emulator.ood_level) == (spec.ood_method, spec.ood_level)
             and emulator.greybox.meta() == self.greybox.meta()
             and emulator.basis.meta() == build_basis(self.spec).meta()

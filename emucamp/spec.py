@@ -214,6 +214,14 @@ class EmulatorSection(_Section):
         description="'botorch': MAP fit under BoTorch's lengthscale and noise priors; 'none': "
         "plain maximum likelihood of a scaled RBF, as scikit-learn fits.",
     )
+    max_fit_points: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Above this many results, hyperparameters are fitted on a random subset of "
+        "this size, then the GP conditions on every result with them (keeps refits of "
+        "thousands of runs to seconds).",
+    )
 
     @field_validator("prior_mean")
     @classmethod

@@ -72,6 +72,12 @@ class GPEmulator:
             prior (MAP). ``none``: a scaled RBF fitted by plain maximum likelihood, as
             scikit-learn does (more accurate with few points on rough functions, see
             ``benchmarks/gp_settings.py``).
+        max_fit_points: Above this many training points, hyperparameters are fitted on a
+            random subset of this size and the GP then conditions on every point with them
+            (subset-of-data hyperparameters). Each optimiser step of an exact fit costs
+            O(n^3); this keeps a fit at n = 5,000 to that of n = ``max_fit_points`` plus one
+            O(n^3) factorisation, while predictions stay the exact GP's at those
+            hyperparameters (see ``benchmarks/emulator_scaling.py``).
 
     Example:
         >>> emu = GPEmulator(space, ["flow"]).fit(X, Y)    # X: n x d, Y: n x 1
@@ -88,6 +94,7 @@ class GPEmulator:
         basis: OutputBasis | None = None,
         noise_floor: float = 1e-6,
         priors: Literal["botorch", "none"] = "botorch",
+        max_fit_points: int = 1000,
     ) -> None:
         if not outputs:
             raise ValueError("at least one output is needed")
@@ -101,6 +108,9 @@ class GPEmulator:
         self.ood_level = ood_level
         self.noise_floor = noise_floor
         self.priors = priors
+        if max_fit_points < 2:
+            raise ValueError(f"max_fit_points must be at least 2, got {max_fit_points}")
+        self.max_fit_points = max_fit_points
         self.model: SingleTaskGP | None = None
         self.fit_seconds = 0.0
         self.fit_failed = False
@@ -207,15 +217,18 @@ class GPEmulator:
             raise ValueError(f"need at least 2 training points to fit, got {len(X)}")
         start = time.perf_counter()
         U, Z = self._targets(X, Y)
-        model = self._model(U, Z)
+        full = self._model(U, Z)
+        if len(U) > self.max_fit_points:
+            # Seeded by n: the same data always gives the same subset, hence the same fit.
+            rng = np.random.default_rng(len(U))
+            rows = torch.as_tensor(np.sort(rng.choice(len(U), self.max_fit_points, False)))
+            U, Z = U[rows], Z[rows]
+            model = self._model(U, Z)
+        else:
+            model = full
         if warm_start is not None and warm_start.model is not None:
-            previous = {
-                k: v
-                for k, v in warm_start.model.state_dict().items()
-                if not k.startswith("outcome_transform")
-            }
             try:
-                model.load_state_dict(previous, strict=False)
+                model.load_state_dict(_hyperparameters(warm_start.model), strict=False)
             except RuntimeError:  # shapes changed: start from the defaults
                 log.debug("warm start skipped: incompatible hyperparameters")
         self.fit_failed = not _optimise(model)
@@ -231,6 +244,10 @@ class GPEmulator:
             # Keep going on the warm-started (or default) hyperparameters: a campaign must
             # not stop because one optimisation did not converge.
             log.warning("GP fit did not converge; keeping previous hyperparameters")
+        if model is not full:
+            # The subset's hyperparameters on every point (standardised on all of them).
+            full.load_state_dict(_hyperparameters(model), strict=False)
+            model = full
         model.eval()
         self.model = model
         self.fit_seconds = time.perf_counter() - start
@@ -484,6 +501,7 @@ class GPEmulator:
             "ood": {"method": self.ood_method, "level": self.ood_level},
             "noise_floor": self.noise_floor,
             "priors": self.priors,
+            "max_fit_points": self.max_fit_points,
         }
         return EmulatorState(X=X, Y=Y, params=params, meta=meta)
 
@@ -506,6 +524,7 @@ class GPEmulator:
             # Stores from before the setting was kept were fitted with BoTorch's default.
             noise_floor=float(state.meta.get("noise_floor", 1e-4)),
             priors=state.meta.get("priors", "botorch"),
+            max_fit_points=int(state.meta.get("max_fit_points", 1000)),
         )
         model = emu._build(state.X, state.Y)
         model.load_state_dict(
@@ -515,6 +534,11 @@ class GPEmulator:
         emu.model = model
         emu.fit_seconds = float(state.meta.get("fit_seconds", 0.0))
         return emu
+
+
+def _hyperparameters(model: SingleTaskGP) -> dict[str, torch.Tensor]:
+    """The model's fitted parameters, without the data-bound output standardisation."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("outcome_transform")}
 
 
 def _optimise(model: SingleTaskGP) -> bool:

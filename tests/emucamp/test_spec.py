@@ -120,6 +120,11 @@ MALFORMED: list[tuple[str, str, str]] = [
     ),
     ("mc-points-too-few", toml(extra="[design]\nmc_points = 4\n"), "design.mc_points"),
     (
+        "max-fit-points-too-few",
+        toml(extra="[emulator]\nmax_fit_points = 1\n"),
+        "emulator.max_fit_points",
+    ),
+    (
         "function-and-command",
         toml(
             simulator='[simulator]\nfunction = "emucamp.testfunctions:branin"\n'

@@ -203,3 +203,31 @@ def test_maximum_likelihood_restarts_escape_a_poor_optimum():
     emulator = GPEmulator(space, ["y"], priors="none").fit(X, borehole_np(X)[:, None])
     mean, _ = emulator.predict(X_test)
     assert np.sqrt(np.mean((mean[:, 0] - y_test) ** 2)) / y_test.std() < 0.1
+
+
+@pytest.mark.parametrize("priors", ["botorch", "none"])
+def test_above_max_fit_points_a_subset_fits_and_every_point_conditions(space, priors):
+    """Subset-of-data hyperparameters: the fit sees 40 points, the GP all 160."""
+    X = np.random.default_rng(2).random((160, 2))
+    Y = truth(X)
+    emu = GPEmulator(space, ["y1", "y2"], priors=priors, max_fit_points=40).fit(X, Y)
+    assert emu.n == 160
+    # Every point is conditioned on: the mean interpolates all 160 (noise floor 1e-6).
+    mean, _ = emu.predict(X)
+    assert np.all(np.abs(mean - Y).max(axis=0) / Y.std(axis=0) < 1e-2)
+    # The hyperparameters are the 40-point subset's, not a fit on all 160.
+    rows = np.sort(np.random.default_rng(160).choice(160, 40, False))
+    subset = GPEmulator(space, ["y1", "y2"], priors=priors).fit(X[rows], Y[rows])
+    np.testing.assert_allclose(emu.latent_lengthscales, subset.latent_lengthscales, rtol=1e-8)
+    # And it predicts held-out points better than the subset's own GP.
+    X_test = np.random.default_rng(3).random((400, 2))
+    err = [np.abs(e.predict(X_test)[0] - truth(X_test)).mean() for e in (emu, subset)]
+    assert err[0] < err[1]
+    # Saved and loaded, it predicts the same.
+    again = GPEmulator.from_state(emu.state(), space)
+    np.testing.assert_allclose(again.predict(X_test)[0], emu.predict(X_test)[0], rtol=1e-8)
+
+
+def test_max_fit_points_below_two_is_refused(space):
+    with pytest.raises(ValueError, match="max_fit_points"):
+        GPEmulator(space, ["y1"], max_fit_points=1)
