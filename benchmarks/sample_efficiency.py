@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import warnings
@@ -39,19 +40,28 @@ from emucamp.spec import parse_spec
 from emucamp.storage import CampaignStore
 from emucamp.testfunctions import DOMAINS, borehole_np, branin_np, hartmann6_np, ishigami_np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import heat2d_coarse
+
 FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "branin": branin_np,
     "ishigami": ishigami_np,
     "hartmann6": hartmann6_np,
     "borehole": borehole_np,
+    "heat2d": heat2d_coarse.heat2d_np,
 }
+BOXES = {**DOMAINS, "heat2d": heat2d_coarse.DOMAIN}
+LOG = {"heat2d": heat2d_coarse.LOG}
+SIMULATORS = {name: f"emucamp.testfunctions:{name}" for name in DOMAINS}
+SIMULATORS["heat2d"] = "heat2d_coarse:heat2d"
 CHECKPOINTS = (25, 50, 100, 200)
 PRIORS = "botorch"  # set by --priors
 TARGETS = (0.05, 0.01)
 
 
 def space_of(name: str) -> Space:
-    return Space([Parameter(p, lo, hi) for p, (lo, hi) in DOMAINS[name].items()])
+    log = LOG.get(name, set())
+    return Space([Parameter(p, lo, hi, log=p in log) for p, (lo, hi) in BOXES[name].items()])
 
 
 def score(mean: np.ndarray, std: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -96,17 +106,20 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
                target_std: float | None) -> Run:  # fmt: skip
     """A campaign to the budget; its inputs and outputs in finishing order, wall s, steps."""
     store = folder / f"{function}-{strategy}-{seed}.zarr"
-    params = {p: {"low": lo, "high": hi} for p, (lo, hi) in DOMAINS[function].items()}
+    log = LOG.get(function, set())
+    params = {
+        p: {"low": lo, "high": hi, "log": p in log} for p, (lo, hi) in BOXES[function].items()
+    }
     spec = parse_spec({
         "campaign": {"name": function, "store": str(store), "seed": seed},
-        "simulator": {"function": f"emucamp.testfunctions:{function}"},
+        "simulator": {"function": SIMULATORS[function]},
         "parameters": params,
         "outputs": {"y": {}},
         "design": {"strategy": strategy},
         "emulator": {"priors": PRIORS},
         "stop": {"max_simulations": budget, "target_std": target_std,
                  "max_failure_rate": 1.0},
-    })  # fmt: skip
+    }, base_dir=Path(__file__).resolve().parent)  # fmt: skip
     start = time.perf_counter()
     with Campaign.open(spec) as campaign, PoolExecutor(campaign.runner, 2) as executor:
         campaign.run(executor)
@@ -115,7 +128,7 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
     ds = opened.to_xarray().load()
     ok = np.flatnonzero(ds["status"].values == "ok")
     order = ok[np.argsort(ds["finished_at"].values[ok], kind="stable")]
-    X = np.column_stack([ds[p].values[order] for p in DOMAINS[function]])
+    X = np.column_stack([ds[p].values[order] for p in BOXES[function]])
     return X, ds["y"].values[order], seconds, opened.steps()
 
 
