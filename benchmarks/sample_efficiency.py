@@ -71,16 +71,24 @@ def score(mean: np.ndarray, std: np.ndarray, y: np.ndarray) -> tuple[float, floa
 
 
 def fit_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-              y_test: np.ndarray) -> tuple[float, float, float]:  # fmt: skip
+              y_test: np.ndarray) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """NRMSE, coverage, seconds, and the emulator's own max and RMS relative std.
+
+    The relative stds are over the 1,024-point Sobol reference set a campaign's
+    ``target_std`` rule uses: what the rule would see at this n.
+    """
     start = time.perf_counter()
     emulator = GPEmulator(space, ["y"], priors=PRIORS).fit(X, y[:, None])
     mean, std = emulator.predict(X_test)
     seconds = time.perf_counter() - start
-    return (*score(mean[:, 0], std[:, 0], y_test), seconds)
+    _, ref_std = emulator.predict_unit(space.sobol_unit(1024, seed=104729))
+    rel = ref_std[:, 0] / emulator.output_scale[0]
+    max_rel, rms_rel = float(rel.max()), float(np.sqrt(np.mean(rel**2)))
+    return (*score(mean[:, 0], std[:, 0], y_test), seconds, max_rel, rms_rel)
 
 
 def sklearn_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-                  y_test: np.ndarray) -> tuple[float, float, float]:  # fmt: skip
+                  y_test: np.ndarray) -> tuple[float, float, float, float, float]:  # fmt: skip
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
@@ -92,7 +100,7 @@ def sklearn_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
         gpr = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3,
                                        random_state=0).fit(space.to_unit(X), y)  # fmt: skip
         mean, std = gpr.predict(space.to_unit(X_test), return_std=True)
-    return (*score(mean, std, y_test), time.perf_counter() - start)
+    return (*score(mean, std, y_test), time.perf_counter() - start, np.nan, np.nan)
 
 
 def sizes(budget: int, every: int, start: int) -> list[int]:
@@ -137,7 +145,8 @@ def curve(function: str, strategy: str, seed: int, args: argparse.Namespace,
     f, space = FUNCTIONS[function], space_of(function)
     start_n = max(8, 2 * space.dim + 2)
     record: dict[str, Any] = {"function": function, "strategy": strategy, "seed": seed,
-                              "n": [], "nrmse": [], "coverage": [], "fit_seconds": []}  # fmt: skip
+                              "n": [], "nrmse": [], "coverage": [], "fit_seconds": [],
+                              "max_rel_std": [], "rms_rel_std": []}  # fmt: skip
     wall = 0.0
     if strategy in ("max-variance", "integrated-variance"):
         X, y, wall, steps = active_run(function, strategy, seed, args.budget, folder, None)
@@ -154,7 +163,9 @@ def curve(function: str, strategy: str, seed: int, args: argparse.Namespace,
         else:
             Xn, yn = X[:n], y[:n]
         scorer = sklearn_score if strategy == "sklearn" else fit_score
-        nrmse, coverage, seconds = scorer(space, Xn, yn, X_test, y_test)
+        nrmse, coverage, seconds, max_rel, rms_rel = scorer(space, Xn, yn, X_test, y_test)
+        record["max_rel_std"].append(max_rel)
+        record["rms_rel_std"].append(rms_rel)
         record["n"].append(n)
         record["nrmse"].append(nrmse)
         record["coverage"].append(coverage)
@@ -206,6 +217,39 @@ def table(function: str, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def first(record: dict[str, Any], key: str, target: float) -> int | None:
+    for n, v in zip(record["n"], record[key], strict=True):
+        if v <= target:
+            return int(n)
+    return None
+
+
+def tracking(function: str, records: list[dict[str, Any]]) -> str:
+    """When a ``target_std`` rule would stop, against when the held-out error got there.
+
+    For a target t: needed = first n with held-out NRMSE <= t; the rule on the max relative
+    std over the reference set (``target_std`` as emucamp has it) and on its root mean square
+    (the emulator's own estimate of the NRMSE). Ratio = stop / needed, per run, median.
+    """
+    lines = [f"#### {function}: target_std stopping against held-out error", "",
+             "| strategy | t | needed (NRMSE <= t) | stop on max rel. std | ratio "
+             "| stop on RMS rel. std | ratio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for strategy in dict.fromkeys(r["strategy"] for r in records):
+        rs = [r for r in records if r["strategy"] == strategy and r["max_rel_std"]]
+        if not rs or not np.isfinite(rs[0]["max_rel_std"][0]):
+            continue
+        for t in TARGETS:
+            need = [first(r, "nrmse", t) for r in rs]
+            cells = [fmt([float(n) if n else np.nan for n in need], ".0f")]
+            for key in ("max_rel_std", "rms_rel_std"):
+                stop = [first(r, key, t) for r in rs]
+                ratio = [s / n if s and n else np.nan for s, n in zip(stop, need, strict=True)]
+                cells += [fmt([float(v) if v else np.nan for v in stop], ".0f"),
+                          fmt(ratio, ".2f")]  # fmt: skip
+            lines.append(f"| {strategy} | {t:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -248,6 +292,7 @@ def main() -> None:
                           f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
             results += records
             print(table(function, records), flush=True)
+            print(tracking(function, records), flush=True)
             args.out.write_text(json.dumps(results))
 
 
