@@ -117,6 +117,7 @@ class GPEmulator:
         self._X = np.empty((0, space.dim))
         self._Y = np.empty((0, self.basis.n_columns))
         self._guard: Mahalanobis | None = None
+        self._cholesky: torch.Tensor | None = None
         self._latent = list(self.outputs)
 
     # -- fitting ---------------------------------------------------------------------------
@@ -249,7 +250,7 @@ class GPEmulator:
             full.load_state_dict(_hyperparameters(model), strict=False)
             model = full
         model.eval()
-        self.model = model
+        self.model, self._cholesky = model, None
         self.fit_seconds = time.perf_counter() - start
         return self
 
@@ -442,6 +443,45 @@ class GPEmulator:
             Xt, y = Xt.unsqueeze(0), y.unsqueeze(0)
         return Xt, y
 
+    def train_cholesky(self) -> torch.Tensor:
+        """Lower Cholesky factor of the noisy training covariance: ``L x n x n``, cached.
+
+        Standardised units; at n = 5,000 it is 200 MB per latent column, computed once per
+        fit and shared by :meth:`loo` and :meth:`joint_covariance`.
+        """
+        if self._cholesky is None:
+            model = self._require()
+            with torch.no_grad():
+                Xt, _ = self._batched_training()
+                K = model.covar_module(Xt).to_dense().reshape(self.n_latent, Xt.shape[-2], -1)
+                noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1)
+                # In place: one n x n matrix alive at a time besides the factor.
+                K.diagonal(dim1=-2, dim2=-1).add_(noise + 1e-10)
+                self._cholesky = torch.linalg.cholesky(K)
+        return self._cholesky
+
+    def joint_covariance(self, U: np.ndarray) -> torch.Tensor:
+        """Latent posterior covariance between ``z x d`` unit-cube points: ``L x z x z``.
+
+        Standardised units, without observation noise: what ``model(U)`` gives, computed
+        from the cached :meth:`train_cholesky` with one ``n x z`` triangular solve. GPyTorch's
+        own path peaked at 1.1 GB for z = 2,148 at n = 5,000 against 0.3 GB for this one.
+        """
+        model = self._require()
+        m = self.n_latent
+        Z = _tensor(U).unsqueeze(0).expand(m, len(U), U.shape[1])
+        with torch.no_grad():
+            Xt, _ = self._batched_training()
+            kernel = model.covar_module
+            Kzz = kernel(Z).to_dense().reshape(m, len(U), len(U))
+            V = torch.linalg.solve_triangular(
+                self.train_cholesky(),
+                kernel(Xt, Z).to_dense().reshape(m, Xt.shape[-2], len(U)),
+                upper=False,
+            )
+            covariance: torch.Tensor = Kzz - V.transpose(-1, -2) @ V
+        return covariance
+
     # -- leave-one-out ---------------------------------------------------------------------
     def loo(self) -> tuple[np.ndarray, np.ndarray]:
         """Closed-form leave-one-out predictions at the training points (no refits).
@@ -455,14 +495,9 @@ class GPEmulator:
         """
         model = self._require()
         with torch.no_grad():
-            Xt, y = self._batched_training()
-            K = model.covar_module(Xt).to_dense().reshape(self.n_latent, Xt.shape[-2], -1)
-            noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1, 1)
-            n = K.shape[-1]
-            K = K + noise * torch.eye(n, dtype=DTYPE)
+            _, y = self._batched_training()
             c = cast(torch.Tensor, model.mean_module.constant).reshape(-1, 1)
-            L = torch.linalg.cholesky(K + 1e-10 * torch.eye(n, dtype=DTYPE))
-            Kinv = torch.cholesky_inverse(L)
+            Kinv = torch.cholesky_inverse(self.train_cholesky())
             alpha = (Kinv @ (y - c).unsqueeze(-1)).squeeze(-1)
             diag = torch.diagonal(Kinv, dim1=-2, dim2=-1)
             mu = y - alpha / diag
@@ -531,7 +566,7 @@ class GPEmulator:
             {k: torch.as_tensor(v) for k, v in state.params.items()}, strict=False
         )
         model.eval()
-        emu.model = model
+        emu.model, emu._cholesky = model, None
         emu.fit_seconds = float(state.meta.get("fit_seconds", 0.0))
         return emu
 

@@ -163,14 +163,12 @@ def greedy_conditioned(
     assert model is not None
     m = emulator.n_latent
     R = integrate if integrate is not None else C[:0]
-    Z = torch.as_tensor(np.vstack([C, R, P]), dtype=DTYPE)
+    Z = np.vstack([C, R, P])
     z, c, r = Z.shape[0], C.shape[0], R.shape[0]
     same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
     taken = torch.as_tensor(same.all(axis=2).any(axis=1), dtype=torch.bool)
     with torch.no_grad():
-        # The model called directly gives the latent posterior in standardised units.
-        latent = model(Z if m == 1 else Z.unsqueeze(0).expand(m, z, Z.shape[1]))
-        S = latent.covariance_matrix.reshape(m, z, z)
+        S = emulator.joint_covariance(Z)
         noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1).expand(m, 1)
         # Rows: the candidates; columns: the candidates, then the integration points.
         M = S[:, :c, : c + r].clone()

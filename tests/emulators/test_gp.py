@@ -231,3 +231,12 @@ def test_above_max_fit_points_a_subset_fits_and_every_point_conditions(space, pr
 def test_max_fit_points_below_two_is_refused(space):
     with pytest.raises(ValueError, match="max_fit_points"):
         GPEmulator(space, ["y1"], max_fit_points=1)
+
+
+def test_joint_covariance_is_the_models_own_posterior_covariance(space, fitted):
+    U = np.random.default_rng(5).random((30, 2))
+    ours = fitted.joint_covariance(U)
+    with torch.no_grad():
+        theirs = fitted.model(torch.as_tensor(U).expand(2, 30, 2)).covariance_matrix
+    assert ours.shape == (2, 30, 30)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-8)
