@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import ctypes
 import functools
 import logging
 import math
@@ -93,6 +94,26 @@ def _groups(sizes: list[int], batch: int) -> list[list[int]]:
         else:
             groups.append([k])
     return groups
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory a refit freed back to the OS.
+
+    A refit in its thread frees n x n matrices (72 MB each at n = 3,000), which glibc keeps
+    in that thread's arena: +0.4 GB of resident memory at n = 1,500 in a campaign, gone with
+    ``malloc_trim`` (what ``MALLOC_TRIM_THRESHOLD_=0`` does; Dask trims its workers alike).
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: object) -> None:
@@ -566,6 +587,7 @@ class Campaign:
         self.latest_step = fitted.step
         self.store.add_step(fitted.step)
         self.store.save_emulator(fitted.emulator.state())
+        _return_freed_memory()
         if fitted.pool is not None:
             scores = fitted.pool
             if scores.p_pass is not None:

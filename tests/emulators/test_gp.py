@@ -240,3 +240,12 @@ def test_joint_covariance_is_the_models_own_posterior_covariance(space, fitted):
         theirs = fitted.model(torch.as_tensor(U).expand(2, 30, 2)).covariance_matrix
     assert ours.shape == (2, 30, 30)
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-8)
+
+
+def test_latent_predictions_are_botorchs_posterior(space, fitted):
+    U = np.random.default_rng(6).random((50, 2))
+    mean, std = fitted.predict_latent(U, chunk=16)  # several chunks
+    with torch.no_grad():
+        post = fitted.model.posterior(torch.as_tensor(U))
+    np.testing.assert_allclose(mean, post.mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(std, post.variance.clamp_min(0).sqrt().numpy(), rtol=1e-6)
