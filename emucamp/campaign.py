@@ -232,7 +232,7 @@ def stop_rules(spec: CampaignSpec) -> AnyRule:
     s = spec.stop
     rules: list[StopRule] = [MaxSimulations(s.max_simulations)]
     if s.target_std is not None:
-        rules.append(TargetStd(s.target_std))
+        rules.append(TargetStd(s.target_std, s.target_std_statistic))
     if s.target_loo_nrmse is not None:
         rules.append(TargetLooNrmse(s.target_loo_nrmse))
     if s.screening_confidence is not None:

@@ -219,7 +219,7 @@ def status(
     latest = summary["latest"]
     if latest is not None:
         table = Table(title=f"Emulator at n = {latest['n']}", title_justify="left")
-        for col in ("output", "max rel. std", "mean rel. std", "LOO NRMSE", "LOO 95% coverage"):
+        for col in ("output", "max rel. std", "RMS rel. std", "LOO NRMSE", "LOO 95% coverage"):
             table.add_column(col, justify="right" if col != "output" else "left")
         for name in summary["outputs"]:
             table.add_row(
@@ -228,7 +228,10 @@ def status(
             )  # fmt: skip
         console.print(table)
         if summary["target_std"] is not None:
-            console.print(f"Target: max relative std <= {summary['target_std']:g}", highlight=False)
+            statistic = "RMS" if summary.get("target_std_statistic") == "rms" else "max"
+            console.print(
+                f"Target: {statistic} relative std <= {summary['target_std']:g}", highlight=False
+            )
     stored = opened.sensitivity
     if stored:
         for j, output in enumerate(stored["outputs"]):

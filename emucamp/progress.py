@@ -202,8 +202,10 @@ def _uncertainty(summary: dict[str, Any], spec: dict[str, Any]) -> str:
     latest = summary.get("latest")
     if latest is None:
         return "no emulator yet (waiting for the initial design)"
-    worst_name, worst = max(latest["max_rel_std"].items(), key=lambda kv: kv[1])
-    line = f"rel. std {worst:.3g} of {worst_name}"
+    rms = stop.get("target_std_statistic", "max") == "rms"
+    key, label = ("mean_rel_std", "RMS rel. std") if rms else ("max_rel_std", "max rel. std")
+    worst_name, worst = max(latest[key].items(), key=lambda kv: kv[1])
+    line = f"{label} {worst:.3g} of {worst_name}"
     if stop.get("target_std") is not None:
         line += f" (target {stop['target_std']:g})"
     loo = max(latest["loo_nrmse"].values())

@@ -60,7 +60,7 @@ def _convergence(store: CampaignStore, spec: dict[str, Any], out: Path) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for j, name in enumerate(store.outputs):
         ax1.plot(n, [s.max_rel_std[j] for s in steps], marker="o", ms=3, label=f"{name}: max")
-        ax1.plot(n, [s.mean_rel_std[j] for s in steps], ls="--", label=f"{name}: mean")
+        ax1.plot(n, [s.mean_rel_std[j] for s in steps], ls="--", label=f"{name}: RMS")
         ax2.plot(n, [s.loo_nrmse[j] for s in steps], marker="o", ms=3, label=name)
     stop = spec.get("stop") or {}
     if stop.get("target_std"):

@@ -285,6 +285,11 @@ class StopSection(_Section):
 
     max_simulations: int = Field(default=100, gt=0)
     target_std: float | None = Field(default=None, gt=0)
+    target_std_statistic: Literal["rms", "max"] = Field(
+        default="rms",
+        description="What target_std bounds: the root mean square of the relative posterior "
+        "std over the reference set (the emulator's estimate of its NRMSE), or its max.",
+    )
     target_loo_nrmse: float | None = Field(default=None, gt=0)
     max_hours: float | None = Field(default=None, gt=0)
     max_failure_rate: float = Field(default=0.5, gt=0, le=1)

@@ -19,8 +19,10 @@ def _rms(values: np.ndarray, columns: slice) -> np.ndarray:
 
 
 def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max and mean posterior std over a reference set, relative to each output's std.
+    """Max and root-mean-square posterior std over a reference set, relative to each output's std.
 
+    The root mean square is the emulator's own estimate of its NRMSE over the reference set
+    (exact in expectation when its intervals are calibrated); the max is its worst point.
     A field's std at a point is the root mean square over its values, relative to the
     root mean square of its values' spread.
 
@@ -29,7 +31,7 @@ def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.n
         reference_unit: ``r x d`` reference points in the unit cube.
 
     Returns:
-        ``(max, mean)``, each an ``m`` array.
+        ``(max, rms)``, each an ``m`` array.
     """
     _, std = emulator.predict_unit(reference_unit)
     scale = emulator.output_scale
@@ -39,7 +41,7 @@ def relative_std(emulator: GPEmulator, reference_unit: np.ndarray) -> tuple[np.n
             for cols in emulator.columns.values()
         ]
     )
-    return rel.max(axis=0), rel.mean(axis=0)
+    return rel.max(axis=0), np.sqrt(np.mean(rel**2, axis=0))
 
 
 def loo_metrics(emulator: GPEmulator) -> tuple[np.ndarray, np.ndarray]:
@@ -62,14 +64,14 @@ def loo_metrics(emulator: GPEmulator) -> tuple[np.ndarray, np.ndarray]:
 
 def diagnose(emulator: GPEmulator, reference_unit: np.ndarray) -> StepRecord:
     """All per-retraining diagnostics of a fitted emulator, as a store record."""
-    max_rel, mean_rel = relative_std(emulator, reference_unit)
+    max_rel, rms_rel = relative_std(emulator, reference_unit)
     nrmse, coverage = loo_metrics(emulator)
     return StepRecord(
         n=emulator.n,
         time=time.time(),
         fit_seconds=emulator.fit_seconds,
         max_rel_std=max_rel,
-        mean_rel_std=mean_rel,
+        mean_rel_std=rms_rel,
         loo_nrmse=nrmse,
         loo_coverage=coverage,
         lengthscales=emulator.lengthscales,

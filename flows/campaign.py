@@ -164,9 +164,10 @@ class ArtifactObserver(CampaignObserver):
 
     def on_step(self, step: StepRecord, campaign: Campaign) -> None:
         """Show the current uncertainty against its target."""
-        worst = float(max(step.max_rel_std))
+        rms = self.spec.stop.target_std_statistic == "rms"
+        worst = float(max(step.mean_rel_std if rms else step.max_rel_std))
         target = self.spec.stop.target_std
-        self.uncertainty = f"max relative std {worst:.3g}" + (
+        self.uncertainty = f"{'RMS' if rms else 'max'} relative std {worst:.3g}" + (
             f" (target {target:g})" if target is not None else ""
         )
         if campaign.screening is not None:
@@ -194,6 +195,7 @@ class ArtifactObserver(CampaignObserver):
             row: dict[str, Any] = {"n": s.n, "fit seconds": round(s.fit_seconds, 3)}
             for j, name in enumerate(campaign.outputs):
                 row[f"{name} max rel. std"] = round(float(s.max_rel_std[j]), 5)
+                row[f"{name} RMS rel. std"] = round(float(s.mean_rel_std[j]), 5)
                 row[f"{name} LOO NRMSE"] = round(float(s.loo_nrmse[j]), 5)
             row["target std"] = target if target is not None else "-"
             rows.append(row)
@@ -235,7 +237,7 @@ class ArtifactObserver(CampaignObserver):
             f"{c['pending']} pending\n\n"
             f"**Store:** `{outcome.store}`\n\n"
             f"{pool}"
-            "| output | max rel. std | mean rel. std | LOO NRMSE |\n|---|---|---|---|\n"
+            "| output | max rel. std | RMS rel. std | LOO NRMSE |\n|---|---|---|---|\n"
             f"{rows}\n\n"
             f"{where}"
             f"Load the emulator: `emucamp.load_emulator({outcome.store!r})`\n",

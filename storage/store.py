@@ -79,7 +79,9 @@ class StepRecord:
         time: Unix time the fit finished.
         fit_seconds: Wall-clock seconds of the fit.
         max_rel_std: ``m`` max posterior std over the reference set / output std.
-        mean_rel_std: ``m`` mean of the same.
+        mean_rel_std: ``m`` root mean square of the same (the quadratic mean): the
+            emulator's own estimate of its NRMSE. Stores written before 0.9 hold the
+            arithmetic mean, which is slightly lower.
         loo_nrmse: ``m`` leave-one-out RMSE / output std.
         loo_coverage: ``m`` fraction of points inside their 95 % LOO interval.
         lengthscales: ``m x d`` ARD lengthscales in unit-cube units.
@@ -775,6 +777,8 @@ class CampaignStore:
         last = steps[-1] if steps else None
         spec = self.spec
         target = (spec.get("stop") or {}).get("target_std")
+        # Specs from before the setting bounded the max.
+        statistic = (spec.get("stop") or {}).get("target_std_statistic", "max")
         finished = [s for s in self._status if s != "pending"]
         return {
             "store": str(self.path),
@@ -787,6 +791,7 @@ class CampaignStore:
             "budget": (spec.get("stop") or {}).get("max_simulations"),
             "steps": len(steps),
             "target_std": target,
+            "target_std_statistic": statistic,
             "latest": None
             if last is None
             else {

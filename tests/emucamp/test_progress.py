@@ -66,6 +66,18 @@ def test_snapshot_counts_rate_and_eta_from_the_store(half_done_store):
     assert "LOO NRMSE 0.3" in snap.uncertainty and "n = 3" in snap.uncertainty
 
 
+def test_the_uncertainty_shown_is_the_statistic_target_std_bounds(tmp_path):
+    spec = {**SPEC, "stop": {**SPEC["stop"], "target_std_statistic": "rms"}}
+    store = CampaignStore.create(tmp_path / "rms.zarr", ["a"], ["u"], spec)
+    store.add_step(
+        StepRecord(3, time.time(), 0.1, np.array([0.2]), np.array([0.1]), np.array([0.3]),
+                   np.array([0.9]), np.ones((1, 1)))
+    )  # fmt: skip
+    snap = ProgressSnapshot.read(store.path)
+    store.close()
+    assert "RMS rel. std 0.1 of u (target 0.05)" in snap.uncertainty
+
+
 def test_interrupted_and_stopped_campaigns_are_told_apart(half_done_store):
     path = half_done_store.path
     half_done_store.close()  # the writer is gone without a stop reason: interrupted

@@ -38,11 +38,19 @@ def test_max_simulations_fires_at_the_budget():
 
 
 def test_target_std_needs_every_output_below_target():
-    rule = TargetStd(0.05)
+    rule = TargetStd(0.05, "max")
     assert rule(CampaignState()) is None  # no emulator yet
     assert rule(CampaignState(step=step([0.04, 0.06]))) is None
     decision = rule(CampaignState(step=step([0.04, 0.049])))
     assert decision is not None and "0.049" in decision.reason and "n = 20" in decision.reason
+
+
+def test_target_std_bounds_the_rms_by_default_and_the_max_on_request():
+    # The RMS over the reference set is half the max in these records.
+    at = CampaignState(step=step([0.08, 0.09]))
+    decision = TargetStd(0.05)(at)
+    assert decision is not None and "RMS relative std 0.045" in decision.reason
+    assert TargetStd(0.05, "max")(at) is None
 
 
 def test_target_loo_nrmse_waits_for_enough_points():

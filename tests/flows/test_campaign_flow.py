@@ -97,7 +97,7 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     assert progress and progress[0].type == "progress"
     assert float(progress[0].data) == 100.0  # stopped: done, whatever part of the budget
     assert f"{store.n_samples} / 50 simulations" in progress[0].description
-    assert "max relative std" in progress[0].description
+    assert "RMS relative std" in progress[0].description  # what target_std bounds
     assert "stopped: uncertainty target met" in progress[0].description
     summary = read_artifacts("flow-target-summary")
     assert summary and "uncertainty target met" in summary[0].data
