@@ -210,9 +210,10 @@ class EmulatorSection(_Section):
         "1e-4 caps a deterministic simulator's emulator at about 1 % error.",
     )
     priors: Literal["botorch", "none"] = Field(
-        default="botorch",
-        description="'botorch': MAP fit under BoTorch's lengthscale and noise priors; 'none': "
-        "plain maximum likelihood of a scaled RBF, as scikit-learn fits.",
+        default="none",
+        description="'none': plain maximum likelihood of a scaled RBF from two starts, as "
+        "scikit-learn fits (the default: more accurate with few runs); 'botorch': MAP fit "
+        "under BoTorch's lengthscale and noise priors.",
     )
     max_fit_points: int = Field(
         default=1000,
@@ -274,7 +275,11 @@ class DesignSection(_Section):
         default=None, ge=1, description="Initial space-filling points; default max(8, 2d + 2)."
     )
     initial_method: Literal["sobol", "lhs"] = "sobol"
-    strategy: StrategyName = "max-variance"
+    strategy: StrategyName = Field(
+        default="integrated-variance",
+        description="How inputs are picked after the initial design (over a [pool], the "
+        "default is max-variance).",
+    )
     mc_points: int = Field(
         default=1024, ge=16, le=8192, description="Integration points of integrated-variance."
     )
@@ -485,6 +490,17 @@ class CampaignSpec(_Section):
     goal: GoalSection | None = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_strategy(cls, data: Any) -> Any:
+        """No strategy given: integrated-variance over the box, max-variance over a pool."""
+        if isinstance(data, dict):
+            design = data.get("design")
+            if design is None or (isinstance(design, dict) and "strategy" not in design):
+                default = "max-variance" if data.get("pool") is not None else "integrated-variance"
+                data = {**data, "design": {**(design or {}), "strategy": default}}
+        return data
 
     @field_validator("parameters", "outputs")
     @classmethod

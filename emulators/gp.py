@@ -68,10 +68,11 @@ class GPEmulator:
             1 % of the output's std; 1e-6 lets the error fall to about 0.1 % (Branin, 100
             Sobol points: NRMSE 1.1 % -> 0.3 %) while noisy simulators still learn their
             noise.
-        priors: ``botorch``: BoTorch's RBF with its dim-scaled lengthscale prior and noise
-            prior (MAP). ``none``: a scaled RBF fitted by plain maximum likelihood, as
-            scikit-learn does (more accurate with few points on rough functions, see
-            ``benchmarks/gp_settings.py``).
+        priors: ``none`` (default): a scaled RBF fitted by plain maximum likelihood from two
+            starts, as scikit-learn fits; more accurate with few points and on rough
+            functions (``benchmarks/gp_settings.py``, ``benchmarks/sample_efficiency.py``).
+            ``botorch``: BoTorch's RBF with its dim-scaled lengthscale prior and noise prior
+            (MAP), smoother and slower to learn short lengthscales.
         max_fit_points: Above this many training points, hyperparameters are fitted on a
             random subset of this size and the GP then conditions on every point with them
             (subset-of-data hyperparameters). Each optimiser step of an exact fit costs
@@ -93,7 +94,7 @@ class GPEmulator:
         ood_level: float = 0.999,
         basis: OutputBasis | None = None,
         noise_floor: float = 1e-6,
-        priors: Literal["botorch", "none"] = "botorch",
+        priors: Literal["botorch", "none"] = "none",
         max_fit_points: int = 1000,
     ) -> None:
         if not outputs:

@@ -435,7 +435,9 @@ def test_toml_and_yaml_load_to_equal_specs(tmp_path: Path) -> None:
 
 def test_defaults(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, toml()))
-    assert spec.design.strategy == "max-variance"
+    assert spec.design.strategy == "integrated-variance"
+    assert spec.emulator.priors == "none"
+    assert spec.stop.target_std_statistic == "rms"
     assert spec.design.initial_method == "sobol"
     assert spec.execution.workers == 4
     assert spec.execution.address is None
@@ -654,6 +656,21 @@ def test_a_key_with_a_line_break_still_gives_one_line() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(doc, source="fuzz.toml")
     assert str(err.value) == "fuzz.toml: campaign.'\\n': unknown key (got None)"
+
+
+def test_a_pool_campaign_defaults_to_max_variance_over_the_pool(tmp_path: Path) -> None:
+    from emucamp.spec import parse_spec
+
+    (tmp_path / "pool.csv").write_text("x1,x2\n0.1,0.2\n0.3,0.4\n")
+    data = {
+        "campaign": {"name": "s"},
+        "simulator": {"function": "emucamp.testfunctions:branin"},
+        "parameters": {"x1": {}, "x2": {}},
+        "outputs": {"y": {}},
+        "pool": {"path": "pool.csv"},
+        "design": {"initial": 2},
+    }
+    assert parse_spec(data, base_dir=tmp_path).design.strategy == "max-variance"
 
 
 def test_a_grey_box_cannot_screen_a_pool_yet() -> None:

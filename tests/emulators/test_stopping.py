@@ -47,10 +47,16 @@ def test_target_std_needs_every_output_below_target():
 
 def test_target_std_bounds_the_rms_by_default_and_the_max_on_request():
     # The RMS over the reference set is half the max in these records.
-    at = CampaignState(step=step([0.08, 0.09]))
+    at = CampaignState(step=step([0.08, 0.09], loo=(0.03, 0.04)))
     decision = TargetStd(0.05)(at)
     assert decision is not None and "RMS relative std 0.045" in decision.reason
+    assert "LOO NRMSE 0.04" in decision.reason
     assert TargetStd(0.05, "max")(at) is None
+
+
+def test_target_std_on_the_rms_waits_for_the_loo_error_to_agree():
+    # Sure of itself and wrong: small posterior std, large leave-one-out error.
+    assert TargetStd(0.05)(CampaignState(step=step([0.08, 0.09], loo=(0.03, 0.14)))) is None
 
 
 def test_target_loo_nrmse_waits_for_enough_points():
@@ -78,7 +84,7 @@ def test_failure_rate_reports_the_commonest_errors():
 def test_rules_compose_and_the_first_that_holds_wins():
     rules = MaxSimulations(100) | TargetStd(0.1) | MaxHours(1)
     assert isinstance(rules, AnyRule) and len(rules.rules) == 3
-    state = CampaignState(finished=100, step=step([0.01, 0.01]))
+    state = CampaignState(finished=100, step=step([0.01, 0.01], loo=(0.05, 0.05)))
     decision = rules(state)
     assert decision is not None and decision.rule == "max_simulations"
     state.finished = 50
