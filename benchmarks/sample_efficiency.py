@@ -33,6 +33,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from emucamp.campaign import Campaign
+from emucamp.emulators.diagnostics import loo_metrics
 from emucamp.emulators.gp import GPEmulator
 from emucamp.executors import PoolExecutor
 from emucamp.space import Parameter, Space
@@ -55,7 +56,7 @@ LOG = {"heat2d": heat2d_coarse.LOG}
 SIMULATORS = {name: f"emucamp.testfunctions:{name}" for name in DOMAINS}
 SIMULATORS["heat2d"] = "heat2d_coarse:heat2d"
 CHECKPOINTS = (25, 50, 100, 200)
-PRIORS = "botorch"  # set by --priors
+PRIORS = "none"  # set by --priors
 TARGETS = (0.05, 0.01)
 
 
@@ -70,9 +71,12 @@ def score(mean: np.ndarray, std: np.ndarray, y: np.ndarray) -> tuple[float, floa
     return nrmse, coverage
 
 
+Scores = tuple[float, float, float, float, float, float]
+
+
 def fit_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-              y_test: np.ndarray) -> tuple[float, float, float, float, float]:  # fmt: skip
-    """NRMSE, coverage, seconds, and the emulator's own max and RMS relative std.
+              y_test: np.ndarray) -> Scores:  # fmt: skip
+    """NRMSE, coverage, seconds, the emulator's own max and RMS relative std, LOO NRMSE.
 
     The relative stds are over the 1,024-point Sobol reference set a campaign's
     ``target_std`` rule uses: what the rule would see at this n.
@@ -84,11 +88,12 @@ def fit_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
     _, ref_std = emulator.predict_unit(space.sobol_unit(1024, seed=104729))
     rel = ref_std[:, 0] / emulator.output_scale[0]
     max_rel, rms_rel = float(rel.max()), float(np.sqrt(np.mean(rel**2)))
-    return (*score(mean[:, 0], std[:, 0], y_test), seconds, max_rel, rms_rel)
+    loo = float(loo_metrics(emulator)[0][0])
+    return (*score(mean[:, 0], std[:, 0], y_test), seconds, max_rel, rms_rel, loo)
 
 
 def sklearn_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-                  y_test: np.ndarray) -> tuple[float, float, float, float, float]:  # fmt: skip
+                  y_test: np.ndarray) -> Scores:  # fmt: skip
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
@@ -100,7 +105,7 @@ def sklearn_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
         gpr = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3,
                                        random_state=0).fit(space.to_unit(X), y)  # fmt: skip
         mean, std = gpr.predict(space.to_unit(X_test), return_std=True)
-    return (*score(mean, std, y_test), time.perf_counter() - start, np.nan, np.nan)
+    return (*score(mean, std, y_test), time.perf_counter() - start, np.nan, np.nan, np.nan)
 
 
 def sizes(budget: int, every: int, start: int) -> list[int]:
@@ -146,7 +151,7 @@ def curve(function: str, strategy: str, seed: int, args: argparse.Namespace,
     start_n = max(8, 2 * space.dim + 2)
     record: dict[str, Any] = {"function": function, "strategy": strategy, "seed": seed,
                               "n": [], "nrmse": [], "coverage": [], "fit_seconds": [],
-                              "max_rel_std": [], "rms_rel_std": []}  # fmt: skip
+                              "max_rel_std": [], "rms_rel_std": [], "loo_nrmse": []}  # fmt: skip
     wall = 0.0
     if strategy in ("max-variance", "integrated-variance"):
         X, y, wall, steps = active_run(function, strategy, seed, args.budget, folder, None)
@@ -163,7 +168,8 @@ def curve(function: str, strategy: str, seed: int, args: argparse.Namespace,
         else:
             Xn, yn = X[:n], y[:n]
         scorer = sklearn_score if strategy == "sklearn" else fit_score
-        nrmse, coverage, seconds, max_rel, rms_rel = scorer(space, Xn, yn, X_test, y_test)
+        nrmse, coverage, seconds, max_rel, rms_rel, loo = scorer(space, Xn, yn, X_test, y_test)
+        record["loo_nrmse"].append(loo)
         record["max_rel_std"].append(max_rel)
         record["rms_rel_std"].append(rms_rel)
         record["n"].append(n)
@@ -218,7 +224,11 @@ def table(function: str, records: list[dict[str, Any]]) -> str:
 
 
 def first(record: dict[str, Any], key: str, target: float) -> int | None:
-    for n, v in zip(record["n"], record[key], strict=True):
+    if key == "rms_and_loo":  # what [stop] target_std does by default
+        values = np.maximum(record["rms_rel_std"], record["loo_nrmse"])
+    else:
+        values = record[key]
+    for n, v in zip(record["n"], values, strict=True):
         if v <= target:
             return int(n)
     return None
@@ -233,7 +243,8 @@ def tracking(function: str, records: list[dict[str, Any]]) -> str:
     """
     lines = [f"#### {function}: target_std stopping against held-out error", "",
              "| strategy | t | needed (NRMSE <= t) | stop on max rel. std | ratio "
-             "| stop on RMS rel. std | ratio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| stop on RMS rel. std | ratio | stop on RMS and LOO (default) | ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for strategy in dict.fromkeys(r["strategy"] for r in records):
         rs = [r for r in records if r["strategy"] == strategy and r["max_rel_std"]]
         if not rs or not np.isfinite(rs[0]["max_rel_std"][0]):
@@ -241,7 +252,7 @@ def tracking(function: str, records: list[dict[str, Any]]) -> str:
         for t in TARGETS:
             need = [first(r, "nrmse", t) for r in rs]
             cells = [fmt([float(n) if n else np.nan for n in need], ".0f")]
-            for key in ("max_rel_std", "rms_rel_std"):
+            for key in ("max_rel_std", "rms_rel_std", "rms_and_loo"):
                 stop = [first(r, key, t) for r in rs]
                 ratio = [s / n if s and n else np.nan for s, n in zip(stop, need, strict=True)]
                 cells += [fmt([float(v) if v else np.nan for v in stop], ".0f"),
@@ -268,7 +279,7 @@ def main() -> None:
     parser.add_argument(
         "--priors",
         choices=["botorch", "none"],
-        default="botorch",
+        default="none",
         help="The emulator's [emulator] priors setting.",
     )
     args = parser.parse_args()  # fmt: skip
