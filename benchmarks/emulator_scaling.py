@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000, 5000])
     parser.add_argument("--max-fit-points", type=int, default=1000)
     parser.add_argument("--exact-up-to", type=int, default=2000)
-    parser.add_argument("--priors", choices=["botorch", "none"], default="botorch")
+    parser.add_argument("--priors", choices=["botorch", "none"], default="none")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # n, max_fit_points, priors
     args = parser.parse_args()
     if args.one:

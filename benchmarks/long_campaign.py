@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--per-task", default="8", help="[execution] per_task: k or auto.")
     parser.add_argument("--strategy", default="integrated-variance")
-    parser.add_argument("--priors", choices=["botorch", "none"], default="botorch")
+    parser.add_argument("--priors", choices=["botorch", "none"], default="none")
     parser.add_argument("--store", type=Path, help="Keep the store here (default: a temp dir).")
     args = parser.parse_args()
     per_task = args.per_task if args.per_task == "auto" else int(args.per_task)
