@@ -35,6 +35,7 @@ from scipy.stats import qmc
 from emucamp.campaign import Campaign
 from emucamp.emulators.diagnostics import loo_metrics
 from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.greybox import GreyBox
 from emucamp.executors import PoolExecutor
 from emucamp.space import Parameter, Space
 from emucamp.spec import parse_spec
@@ -57,6 +58,7 @@ SIMULATORS = {name: f"emucamp.testfunctions:{name}" for name in DOMAINS}
 SIMULATORS["heat2d"] = "heat2d_coarse:heat2d"
 CHECKPOINTS = (25, 50, 100, 200)
 PRIORS = "none"  # set by --priors
+POSITIVE = False  # set by --positive: the output modelled on a log scale
 TARGETS = (0.05, 0.01)
 
 
@@ -82,7 +84,8 @@ def fit_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
     ``target_std`` rule uses: what the rule would see at this n.
     """
     start = time.perf_counter()
-    emulator = GPEmulator(space, ["y"], priors=PRIORS).fit(X, y[:, None])
+    greybox = GreyBox(["y"], space.names, positive=["y"] if POSITIVE else [])
+    emulator = GPEmulator(space, ["y"], greybox=greybox, priors=PRIORS).fit(X, y[:, None])
     mean, std = emulator.predict(X_test)
     seconds = time.perf_counter() - start
     _, ref_std = emulator.predict_unit(space.sobol_unit(1024, seed=104729))
@@ -127,7 +130,7 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
         "campaign": {"name": function, "store": str(store), "seed": seed},
         "simulator": {"function": SIMULATORS[function]},
         "parameters": params,
-        "outputs": {"y": {}},
+        "outputs": {"y": {"positive": POSITIVE}},
         "design": {"strategy": strategy},
         "emulator": {"priors": PRIORS},
         "stop": {"max_simulations": budget, "target_std": target_std,
@@ -177,6 +180,8 @@ def curve(function: str, strategy: str, seed: int, args: argparse.Namespace,
         record["coverage"].append(coverage)
         record["fit_seconds"].append(seconds)
     record["wall_seconds"] = wall
+    if POSITIVE:
+        record["strategy"] += " (log y)"
     return record
 
 
@@ -287,6 +292,9 @@ def main() -> None:
         help="The emulator's [emulator] priors setting.",
     )
     parser.add_argument(
+        "--positive", action="store_true", help="Declare the output positive: the GP models log y."
+    )
+    parser.add_argument(
         "--tables-from",
         type=Path,
         nargs="+",
@@ -299,8 +307,8 @@ def main() -> None:
             records = [r for r in saved if r["function"] == function]
             print(table(function, records), tracking(function, records), sep="\n\n", end="\n\n")
         return
-    global PRIORS
-    PRIORS = args.priors
+    global PRIORS, POSITIVE
+    PRIORS, POSITIVE = args.priors, args.positive
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for function in args.functions:
