@@ -674,6 +674,8 @@ class Campaign:
         if self.pool is not None and spec.execution.score_on_workers:
             self._score_client = getattr(executor, "client", None)
         self.started = time.monotonic()
+        # How the last run ended, and under which stop settings, before this run resets them.
+        before = (store.stop_rule, store.stop_reason, (store.spec or {}).get("stop"))
         store.set_stop("", "")
         store.set_spec(spec.to_json_dict())
         seed = spec.campaign.seed
@@ -730,6 +732,18 @@ class Campaign:
                 if fitted is not None:
                     self._adopt(fitted, obs)
         decision: StopDecision | None = self.rules(self.state())
+        rule, reason, stop = before
+        if (
+            decision is None
+            and self._reused is not None
+            and rule in ("target_std", "target_loo_nrmse")
+            and stop == spec.to_json_dict().get("stop")
+        ):
+            # Nothing changed since a model-based rule stopped the last run: same results,
+            # same model, same stop settings. The final model (refitted on the runs drained
+            # after the rule fired) may sit a hair the other side of a leave-one-out target;
+            # rerunning a finished campaign does nothing.
+            decision = StopDecision(rule, reason)
 
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         fitter = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="emucamp-fit")

@@ -441,6 +441,27 @@ def test_rerunning_a_campaign_that_met_its_target_reuses_its_model(make_spec, tm
     assert CampaignStore.open(tmp_path / "t.zarr").n_steps > steps and refit.rule
 
 
+def test_a_finished_campaign_stays_finished_when_its_final_model_sits_across_the_target(
+    make_spec, tmp_path
+):
+    """The final refit (on the runs drained after the rule fired) may miss a LOO target."""
+    from dataclasses import replace
+
+    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60})
+    first = run(spec)
+    assert first.rule == "target_std"
+    with CampaignStore.open(tmp_path / "t.zarr", mode="a") as store:
+        last = store.steps()[-1]
+        store.add_step(replace(last, loo_nrmse=np.full_like(last.loo_nrmse, 0.2)))
+        samples = store.n_samples
+    again = run(spec)  # same results, model and stop settings: nothing to do
+    assert (again.rule, again.simulated) == ("target_std", 0)
+    assert CampaignStore.open(tmp_path / "t.zarr").n_samples == samples
+    # A tightened target is a reason to go on.
+    tighter = run(make_spec(stop={"target_std": 0.01, "max_simulations": 60}))
+    assert tighter.simulated > 0
+
+
 def test_results_that_arrive_between_refits_are_conditioned_into_selection(make_spec, tmp_path):
     """Until the next refit takes them, finished runs count as pending for the strategy."""
     from emucamp.emulators.strategies import SobolStrategy
