@@ -676,8 +676,9 @@ class Campaign:
         self.started = time.monotonic()
         # How the last run ended, and under which stop settings, before this run resets them.
         before = (store.stop_rule, store.stop_reason, (store.spec or {}).get("stop"))
+        spec_json = spec.to_json_dict()
         store.set_stop("", "")
-        store.set_spec(spec.to_json_dict())
+        store.set_spec(spec_json)
         seed = spec.campaign.seed
         resumed = set(store.pending_ids())
         planned: deque[int] = deque(sorted(resumed))
@@ -737,7 +738,7 @@ class Campaign:
             decision is None
             and self._reused is not None
             and rule in ("target_std", "target_loo_nrmse")
-            and stop == spec.to_json_dict().get("stop")
+            and stop == spec_json.get("stop")
         ):
             # Nothing changed since a model-based rule stopped the last run: same results,
             # same model, same stop settings. The final model (refitted on the runs drained

@@ -296,8 +296,7 @@ class GPEmulator:
         U_t = U if isinstance(U, torch.Tensor) else _tensor(U)
         m, n = self.n_latent, self.n
         chunk = chunk or max(256, min(4096, 2**22 // max(n, 1)))
-        L, alpha = self.train_cholesky(), self._weights()
-        Xt, _ = self._batched_training()
+        alpha = self._weights()
         kernel = model.covar_module
         c = cast(torch.Tensor, model.mean_module.constant).reshape(m, 1)
         stdvs, means = (t.reshape(1, m) for t in self._standardisation())
@@ -305,9 +304,8 @@ class GPEmulator:
         with torch.no_grad():
             for i in range(0, max(len(U_t), 1), chunk):
                 Z = U_t[i : i + chunk].unsqueeze(0).expand(m, -1, -1)
-                Kxz = kernel(Xt, Z).to_dense().reshape(m, n, Z.shape[1])
+                Kxz, V = self._cross(Z)
                 mu = c + (Kxz * alpha.unsqueeze(-1)).sum(-2)
-                V = torch.linalg.solve_triangular(L, Kxz, upper=False)
                 var = kernel(Z, diag=True).reshape(m, -1) - (V * V).sum(-2)
                 out_mean.append((mu.T * stdvs + means).numpy())
                 out_std.append((var.clamp_min(0).sqrt().T * stdvs).numpy())
@@ -509,16 +507,17 @@ class GPEmulator:
         m = self.n_latent
         Z = _tensor(U).unsqueeze(0).expand(m, len(U), U.shape[1])
         with torch.no_grad():
-            Xt, _ = self._batched_training()
-            kernel = model.covar_module
-            Kzz = kernel(Z).to_dense().reshape(m, len(U), len(U))
-            V = torch.linalg.solve_triangular(
-                self.train_cholesky(),
-                kernel(Xt, Z).to_dense().reshape(m, Xt.shape[-2], len(U)),
-                upper=False,
-            )
+            Kzz = model.covar_module(Z).to_dense().reshape(m, len(U), len(U))
+            _, V = self._cross(Z)
             covariance: torch.Tensor = Kzz - V.transpose(-1, -2) @ V
         return covariance
+
+    def _cross(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prior cross-covariance ``K(X, Z)`` and ``L^-1 K(X, Z)``: each ``L x n x z``."""
+        model = self._require()
+        Xt, _ = self._batched_training()
+        Kxz = model.covar_module(Xt, Z).to_dense().reshape(self.n_latent, self.n, Z.shape[-2])
+        return Kxz, torch.linalg.solve_triangular(self.train_cholesky(), Kxz, upper=False)
 
     # -- leave-one-out ---------------------------------------------------------------------
     def loo(self) -> tuple[np.ndarray, np.ndarray]:
