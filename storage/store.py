@@ -30,15 +30,17 @@ per recorded result, and no consolidated metadata is kept (it would go stale).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import shutil
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import zarr
@@ -114,6 +116,29 @@ class EmulatorState:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _writes(
+    method: Callable[Concatenate[CampaignStore, _P], _R],
+) -> Callable[Concatenate[CampaignStore, _P], _R]:
+    """A method that writes: only on a writable store, one writer thread at a time.
+
+    A campaign records results on its loop thread while its retraining thread saves the
+    model and its diagnostics; both rewrite the group's ``zarr.json`` (its attributes),
+    which must not interleave.
+    """
+
+    def locked(self: CampaignStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self._require_writable()
+        with self._writing:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)
+    return locked
+
+
 class CampaignStore:
     """The Zarr group that is a campaign's whole state; the campaign process is its one writer.
 
@@ -132,6 +157,7 @@ class CampaignStore:
         self._group = group
         self.writable = writable
         self._lock = lock
+        self._writing = threading.RLock()
         attrs: dict[str, Any] = dict(group.attrs)
         self.parameters: list[str] = list(attrs["parameters"])
         self.outputs: list[str] = list(attrs["outputs"])
@@ -386,9 +412,9 @@ class CampaignStore:
         """Rows in the store, whatever their status."""
         return len(self._status)
 
+    @_writes
     def add_pending(self, X: np.ndarray, iteration: int, origin: str) -> list[int]:
         """Record ``n x d`` inputs as ``pending`` (before they are submitted); return their ids."""
-        self._require_writable()
         X = np.atleast_2d(np.asarray(X, dtype=float))
         k, n0 = X.shape[0], self.n_samples
         if X.shape[1] != len(self.parameters):
@@ -420,22 +446,22 @@ class CampaignStore:
         self._status += ["pending"] * k
         return list(range(n0, n0 + k))
 
+    @_writes
     def mark_submitted(self, sample_id: int) -> None:
         """Stamp a resubmission time on a pending sample (a resumed campaign reruns it)."""
-        self._require_writable()
         self._array("submitted_at")[sample_id] = time.time()
 
     def record(self, result: SimResult) -> None:
         """Write one simulation's outcome into its row (O(1): one chunk per variable)."""
         self.record_many([result])
 
+    @_writes
     def record_many(self, results: Sequence[SimResult]) -> None:
         """Write several outcomes at once: one write per variable and chunk touched.
 
         Cost is independent of the store's size; results that arrive together (a packed
         task, a burst of completions) share the writes.
         """
-        self._require_writable()
         if not results:
             return
         idx = np.array([r.sample_id for r in results], dtype=np.int64)
@@ -537,9 +563,9 @@ class CampaignStore:
         """Whether the store holds a candidate pool (a screening campaign)."""
         return "candidate_id" in self._group
 
+    @_writes
     def init_candidates(self, ids: np.ndarray, features: np.ndarray) -> None:
         """Record a pool: ``N`` ids and ``N x d`` features; estimates start unknown."""
-        self._require_writable()
         if self.has_candidates:
             raise StoreError(f"{self.path}: already holds a candidate pool")
         for name in [k for k in self._group.array_keys() if k.startswith("candidate")]:
@@ -565,6 +591,7 @@ class CampaignStore:
         # ids last: their presence marks the pool as fully recorded
         arr("candidate_id", np.asarray(ids).astype(str).astype(object), ("candidate",), "")
 
+    @_writes
     def update_candidates(
         self,
         mean: np.ndarray,
@@ -577,7 +604,6 @@ class CampaignStore:
 
         One write per array per retraining (O(N), the same order as scoring the pool).
         """
-        self._require_writable()
         self._array("candidate_mean")[...] = mean
         self._array("candidate_std")[...] = std
         if p_pass is not None:
@@ -619,9 +645,9 @@ class CampaignStore:
         """Retraining steps recorded."""
         return self._n_steps
 
+    @_writes
     def add_step(self, step: StepRecord) -> int:
         """Append one retraining's diagnostics; return its step index."""
-        self._require_writable()
         k = self._n_steps
         rows: dict[str, np.ndarray] = {
             "step": np.array([k], dtype=np.int64),
@@ -672,9 +698,9 @@ class CampaignStore:
         spec: dict[str, Any] = self._group.attrs.get("spec", {})  # type: ignore[assignment]
         return spec
 
+    @_writes
     def set_spec(self, spec: Mapping[str, Any]) -> None:
         """Record the spec a (resumed) campaign runs with."""
-        self._require_writable()
         self._group.attrs["spec"] = dict(spec)
 
     @property
@@ -687,9 +713,9 @@ class CampaignStore:
         """Name of the stop rule that fired ('' while none has)."""
         return str(self._group.attrs.get("stop_rule", ""))
 
+    @_writes
     def set_stop(self, rule: str, reason: str) -> None:
         """Record which rule stopped the campaign and why ('' clears it on resume)."""
-        self._require_writable()
         self._group.attrs.update(
             {"stop_rule": rule, "stop_reason": reason, "stopped_at": time.time() if rule else 0.0}
         )
@@ -700,15 +726,15 @@ class CampaignStore:
         value = self._group.attrs.get("sensitivity")
         return dict(value) if isinstance(value, Mapping) else None
 
+    @_writes
     def set_sensitivity(self, data: Mapping[str, Any]) -> None:
         """Store a sensitivity analysis (JSON-able), replacing the previous one."""
-        self._require_writable()
         self._group.attrs["sensitivity"] = dict(data)
 
     # -- emulator --------------------------------------------------------------------------
+    @_writes
     def save_emulator(self, state: EmulatorState) -> None:
         """Store a fitted emulator; the previous one is replaced only once this one is whole."""
-        self._require_writable()
         old = str(self._group.attrs.get("emulator", ""))
         name = f"emulator-{self._n_steps:06d}-{time.time_ns() % 10**9:09d}"
         sub = self._group.create_group(name, attributes={"meta": state.meta})

@@ -264,3 +264,38 @@ def test_a_writer_killed_mid_write_never_leaves_an_unreadable_store(tmp_path):
                 assert state.X.shape == (state.meta["n"], 2)
         seen = n
     assert seen > 0
+
+
+def test_results_and_retrainings_written_from_two_threads_all_land(store, tmp_path):
+    # A campaign records results on its loop thread while its retraining thread stores the
+    # model and diagnostics: both rewrite the group's attributes.
+    import threading
+
+    n = 30
+    ids = store.add_pending(np.random.default_rng(0).random((n, 2)), iteration=0, origin="t")
+    errors: list[BaseException] = []
+
+    def retrain() -> None:
+        try:
+            for k in range(n // 2):
+                store.add_step(step(k + 1))
+                store.save_emulator(EmulatorState(np.ones((k + 2, 2)), np.ones((k + 2, 2)), {}, {}))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=retrain)
+    thread.start()
+    for i in ids:
+        store.record_many([ok_result(i, 0.0, 0.0, float(i), 0.0)])
+        store.add_pending(np.zeros((1, 2)), iteration=1, origin="t")
+    thread.join()
+    assert not errors
+    store.close()
+
+    reopened = CampaignStore.open(tmp_path / "c.zarr")
+    assert reopened.n_samples == 2 * n
+    assert reopened.counts()["ok"] == n and reopened.n_steps == n // 2
+    assert [s.n for s in reopened.steps()] == list(range(1, n // 2 + 1))
+    _, Y = reopened.completed()
+    np.testing.assert_array_equal(Y[:, 0], np.arange(n))
+    assert reopened.load_emulator_state().X.shape == (n // 2 + 1, 2)
