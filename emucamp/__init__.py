@@ -30,8 +30,8 @@ if (_root / "pyproject.toml").is_file() and (_root / "storage" / "store.py").is_
 # fast because torch and BoTorch load only when an emulator is needed.
 _EXPORTS = {
     "Campaign": "emucamp.campaign",
-    "CampaignObserver": "emucamp.campaign",
-    "CampaignOutcome": "emucamp.campaign",
+    "CampaignObserver": "emucamp.observer",
+    "CampaignOutcome": "emucamp.observer",
     "CampaignSpec": "emucamp.spec",
     "CampaignStore": "emucamp.storage",
     "CommandSimulator": "emucamp.simulator",
@@ -76,10 +76,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
+    from emucamp.campaign import Campaign
     from emucamp.emulators.gp import GPEmulator, load_emulator
     from emucamp.errors import EmucampError, SimulatorError, SpecError, StoreError
     from emucamp.executors import DaskExecutor, PoolExecutor
+    from emucamp.observer import CampaignObserver, CampaignOutcome
     from emucamp.simulator import CommandSimulator, PythonSimulator, SimJob, SimResult
     from emucamp.space import Parameter, Space
     from emucamp.spec import CampaignSpec, load_spec, parse_spec

@@ -32,7 +32,7 @@ import numpy as np
 
 from emucamp.emulators.basis import OutputBasis
 from emucamp.emulators.diagnostics import diagnose
-from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.gp import GPEmulator, warm_up
 from emucamp.emulators.greybox import GreyBox
 from emucamp.emulators.screening import (
     Goal,
@@ -59,6 +59,7 @@ from emucamp.emulators.stopping import (
 from emucamp.emulators.strategies import SobolStrategy, Strategy, make_strategy
 from emucamp.errors import SpecError, StoreError
 from emucamp.executors import Executor, JobFuture
+from emucamp.observer import CampaignObserver, CampaignOutcome
 from emucamp.pool import CandidatePool
 from emucamp.simulator import (
     CommandSimulator,
@@ -245,52 +246,6 @@ def stop_rules(spec: CampaignSpec) -> AnyRule:
     return AnyRule(rules)
 
 
-@dataclass
-class CampaignOutcome:
-    """How a run of a campaign ended.
-
-    Attributes:
-        rule: Name of the stop rule that fired (``""`` if interrupted).
-        reason: One-line reason.
-        store: Path of the campaign store.
-        counts: Samples per status.
-        steps: Retraining steps recorded in total.
-        latest: Latest retraining diagnostics, if any.
-        simulated: Simulations finished in this run.
-    """
-
-    rule: str
-    reason: str
-    store: str
-    counts: dict[str, int]
-    steps: int
-    latest: StepRecord | None = None
-    simulated: int = 0
-
-
-class CampaignObserver:
-    """Hooks the loop calls as things happen; subclass and override what you need.
-
-    The CLI prints from these, the Prefect flow updates its artifacts from them. They run
-    in the loop's thread: keep them quick.
-    """
-
-    def on_start(self, campaign: Campaign) -> None:
-        """The loop is about to submit its first simulation."""
-
-    def on_submit(self, jobs: list[SimJob], campaign: Campaign) -> None:
-        """Jobs were submitted."""
-
-    def on_result(self, result: SimResult, campaign: Campaign) -> None:
-        """A simulation finished and was recorded."""
-
-    def on_step(self, step: StepRecord, campaign: Campaign) -> None:
-        """A retraining finished and its diagnostics were recorded."""
-
-    def on_stop(self, outcome: CampaignOutcome, campaign: Campaign) -> None:
-        """The campaign stopped."""
-
-
 class _PackSizer:
     """How many simulations go into each task, and how many tasks wait queued.
 
@@ -340,11 +295,14 @@ class _PackSizer:
             return [len(p) for p in np.array_split(np.arange(n), packs)] if packs > 0 else []
         # A pack shorter than the wait before it is mostly overhead: never split below that.
         floor = math.ceil(self._gap / self._sim) if self._sim > 0 else 1
+        # Each worker holds up to this many packs (running and queued): the equal share is
+        # of those, or a worker's queued pack, sized early, ends the campaign late.
+        held = self.slots(workers, planned) // workers
         out: list[int] = []
         for _ in range(free):
             if room <= 0:
                 break
-            k = min(self.size, room, max(1, floor, math.ceil(room / workers)))
+            k = min(self.size, room, max(1, floor, math.ceil(room / (held * workers))))
             out.append(k)
             room -= k
         return out
@@ -556,7 +514,32 @@ class Campaign:
         fitted = _Fitted(emulator, diagnose(emulator, self.reference), ids=frozenset(ids))
         if self.pool is not None and self.pool_unit is not None:
             fitted.pool = self._score_pool(emulator, X, Y, ids)
+        self._save(fitted)
         return fitted
+
+    def _save(self, fitted: _Fitted) -> None:
+        """Store a retraining: its diagnostics, the model, the pool's scores.
+
+        Runs in the thread that fitted it: the writes (~0.15 s, a dozen small arrays) would
+        otherwise hold up the loop's refills each time a model is swapped in.
+        """
+        self.store.add_step(fitted.step)
+        self.store.save_emulator(fitted.emulator.state())
+        _return_freed_memory()
+        scores = fitted.pool
+        if scores is None:
+            return
+        if scores.p_pass is not None:
+            # Labels that flipped since the last retraining: screening is not done while
+            # the model is still changing its mind (an early model can be confidently
+            # wrong about regions it has not seen).
+            passes = scores.p_pass >= 0.5
+            last = self._last_passes
+            scores.summary["changed"] = 1.0 if last is None else float(np.mean(passes != last))
+            self._last_passes = passes
+        self.store.update_candidates(
+            scores.mean, scores.std, scores.p_pass, scores.sample, scores.summary
+        )
 
     def _score_pool(
         self, emulator: GPEmulator, X: np.ndarray, Y: np.ndarray, ids: list[int]
@@ -582,25 +565,12 @@ class Campaign:
         return _PoolScores(result.mean, result.std, result.p_pass, result.sample, summary)
 
     def _adopt(self, fitted: _Fitted, observer: CampaignObserver) -> None:
+        """Swap in a retraining (on the loop's thread; :meth:`_save` has stored it)."""
         self.emulator = fitted.emulator
         self._trained = fitted.ids
         self.latest_step = fitted.step
-        self.store.add_step(fitted.step)
-        self.store.save_emulator(fitted.emulator.state())
-        _return_freed_memory()
         if fitted.pool is not None:
             scores = fitted.pool
-            if scores.p_pass is not None:
-                # Labels that flipped since the last retraining: screening is not done while
-                # the model is still changing its mind (an early model can be confidently
-                # wrong about regions it has not seen).
-                passes = scores.p_pass >= 0.5
-                last = self._last_passes
-                scores.summary["changed"] = 1.0 if last is None else float(np.mean(passes != last))
-                self._last_passes = passes
-            self.store.update_candidates(
-                scores.mean, scores.std, scores.p_pass, scores.sample, scores.summary
-            )
             self.screening = scores.summary if scores.p_pass is not None else None
             if isinstance(self._strategy, PoolStrategy):
                 self._strategy.update(scores.mean, scores.std, scores.summary.get("threshold"))
@@ -748,6 +718,8 @@ class Campaign:
 
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         fitter = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="emucamp-fit")
+        if self.emulator is None:
+            fitter.submit(warm_up)  # beside the initial design, not before the first model
         fit_future: cf.Future[_Fitted | None] | None = None
         fitted_on = self.emulator.n if self.emulator is not None else 0
         workers = spec.execution.workers
@@ -769,9 +741,12 @@ class Campaign:
                     # Past the initial design, wait for the first model rather than spend the
                     # budget on model-free picks (cheap simulations would outrun the fit).
                     sizes = []
-                # Small packs share one selection and one store write; large ones go out
-                # as soon as their own points are chosen (selection grows with the batch).
-                for group in _groups(sizes, _SELECT_BATCH):
+                # Packs for idle workers are chosen first; small packs share one selection
+                # and one store write; large ones go out as soon as their own points are
+                # chosen (selection grows with the batch).
+                idle = max(0, workers - len(self.in_flight))
+                groups = _groups(sizes[:idle], _SELECT_BATCH) + _groups(sizes[idle:], _SELECT_BATCH)
+                for group in groups:
                     total = sum(group)
                     ids = [planned.popleft() for _ in range(min(total, len(planned)))]
                     if len(ids) < total:

@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import qmc
 
 from emucamp.errors import SpecError
 
@@ -137,6 +136,8 @@ class Space:
             skip: Points of the sequence to skip first, so successive calls with
                 ``skip = points drawn so far`` continue one sequence.
         """
+        from scipy.stats import qmc  # here: scipy.stats takes ~1 s to import
+
         engine = qmc.Sobol(d=self.dim, scramble=True, seed=seed)
         if skip:
             engine.fast_forward(skip)
@@ -151,6 +152,8 @@ class Space:
 
     def lhs(self, n: int, seed: int | None) -> np.ndarray:
         """``n x d`` physical points of an optimised Latin hypercube design."""
+        from scipy.stats import qmc
+
         engine = qmc.LatinHypercube(d=self.dim, seed=seed, optimization="random-cd")
         return self.from_unit(np.asarray(engine.random(n)))
 

@@ -8,6 +8,7 @@ output: one fit, one posterior call, ``m`` independent GPs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,10 +32,10 @@ from emucamp.emulators.basis import OutputBasis
 from emucamp.emulators.greybox import GreyBox
 from emucamp.emulators.ood import Mahalanobis, OodMethod
 from emucamp.errors import SpecError
-from emucamp.space import Space
+from emucamp.space import Parameter, Space
 from emucamp.storage import CampaignStore, EmulatorState
 
-__all__ = ["GPEmulator", "load_emulator"]
+__all__ = ["GPEmulator", "load_emulator", "warm_up"]
 
 _OOD_COLUMNS = ("ood_distance", "ood")
 
@@ -638,6 +639,30 @@ def _set_lengthscale(model: SingleTaskGP, value: float) -> None:
     if isinstance(kernel, ScaleKernel):
         kernel = kernel.base_kernel
     kernel.lengthscale = value
+
+
+_warm_lock = threading.Lock()
+_warmed = False
+
+
+def warm_up() -> None:
+    """Pay the GP stack's one-off costs now: fit and query a tiny emulator, once a process.
+
+    A process's first fit costs ~0.8 s more than the next (torch imports sympy on its
+    first ``broadcast_shapes``; scipy's and BoTorch's optimisers load lazily). A campaign
+    runs this beside its first simulations, so that its first model, which every worker
+    past the initial design waits for, is not the slow one. Thread-safe; later calls return
+    at once.
+    """
+    global _warmed
+    with _warm_lock:
+        if _warmed:
+            return
+        space = Space([Parameter("x", 0.0, 1.0)])
+        X = np.linspace(0.0, 1.0, 5)[:, None]
+        emulator = GPEmulator(space, ["y"]).fit(X, np.sin(3.0 * X))
+        emulator.predict(X)
+        _warmed = True
 
 
 def load_emulator(store: str | Path) -> GPEmulator:

@@ -13,10 +13,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 from prefect import flow, get_run_logger, tags
@@ -26,19 +27,24 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TagsContext
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect_dask.task_runners import DaskTaskRunner
 
-from emucamp.campaign import Campaign, CampaignObserver, CampaignOutcome
 from emucamp.cluster import api_prologue, cluster_class, job_name
-from emucamp.emulators.diagnostics import regions
-from emucamp.report import regions_markdown
+from emucamp.observer import CampaignObserver, CampaignOutcome
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
 from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
+
+if TYPE_CHECKING:
+    from emucamp.campaign import Campaign
+
+# Every Dask worker imports this module to run a task (the flow is part of a task's
+# context), so it imports nothing of the emulator stack (torch, BoTorch: ~5 s a process,
+# 8 processes on 2 cores) at the top: what needs it is imported where it is used.
 
 __all__ = [
     "PrefectTaskExecutor",
@@ -228,6 +234,9 @@ class ArtifactObserver(CampaignObserver):
             )
         where = ""
         if campaign.emulator is not None:
+            from emucamp.emulators.diagnostics import regions
+            from emucamp.report import regions_markdown
+
             found = regions(campaign.emulator, campaign.reference)
             where = f"## Best and worst regions\n\n{regions_markdown(found)}\n\n"
         create_markdown_artifact(
@@ -299,11 +308,17 @@ def campaign_flow(spec: str | dict[str, Any], base_dir: str | None = None) -> di
     Returns:
         The outcome: stop rule, reason, store path, counts per status.
     """
+    from emucamp.campaign import Campaign
+
     campaign_spec = _resolve(spec, base_dir)
     with Campaign.open(campaign_spec) as campaign:
         _warm_up_workers(campaign.runner)
         observer = ArtifactObserver(campaign_spec)
-        outcome = campaign.run(PrefectTaskExecutor(campaign.runner), observer)
+        # The run's tags label its flow run only: for each tag of a task run, Prefect's task
+        # engine takes and releases a tag concurrency slot through the API (two round trips
+        # per task, the main cost of a short task's start).
+        with TagsContext(current_tags=set()):
+            outcome = campaign.run(PrefectTaskExecutor(campaign.runner), observer)
     return {
         "rule": outcome.rule,
         "reason": outcome.reason,
@@ -425,6 +440,9 @@ def run_campaign(
     Returns:
         The flow's outcome dict (``rule``, ``reason``, ``store``, ``counts``, ...).
     """
+    from emucamp.campaign import Campaign
+    from emucamp.emulators.gp import warm_up
+
     campaign_spec = spec if isinstance(spec, CampaignSpec) else load_spec(spec)
     # Fail on a bad simulator, store or cluster setting before any server or cluster starts.
     Campaign.open(campaign_spec).close()
@@ -440,6 +458,8 @@ def run_campaign(
     # two per worker), so a queued pack starts on whichever worker finishes first.
     run_tags = ("emucamp", f"campaign:{campaign_spec.campaign.name}",
                 f"strategy:{campaign_spec.design.strategy}")  # fmt: skip
+    # The GP stack's first-call costs, paid while the API server and the cluster start.
+    threading.Thread(target=warm_up, name="emucamp-warm-up").start()
     with (
         prefect_api() as api_url,
         dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),

@@ -251,10 +251,17 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
     assert sizer.queue and sizer.slots(workers=4) == 8  # the gap shows: queue one per worker
     # Simulations far shorter than the wait before a pack: never split below one wait.
     assert sizer.sizes(room=40, free=8, workers=4) == [40]
-    # Guided self-scheduling: no pack above a worker's share of what is left.
+    # Guided self-scheduling: no pack above an equal share of what is left, among the packs
+    # the workers hold: one each here,
     guided = _PackSizer("auto")
     guided.observed([result(0.5)], gap=1.0)  # size 100, but a pack of 2 outlasts the wait
+    assert not guided.queue
     assert guided.sizes(room=40, free=8, workers=4) == [10, 8, 6, 4, 3, 3, 2, 2]
+    # two each (one running, one queued) here, never below the wait (3 runs of 0.5 s).
+    queued = _PackSizer(100)
+    queued.observed([result(0.5)], gap=1.5)
+    assert queued.queue
+    assert queued.sizes(room=40, free=8, workers=4) == [5, 5, 4, 4, 3, 3, 3, 3]
     fixed = _PackSizer(4)
     fixed.observed([result(1e-4)])
     assert fixed.size == 4

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -249,3 +251,21 @@ def test_latent_predictions_are_botorchs_posterior(space, fitted):
         post = fitted.model.posterior(torch.as_tensor(U))
     np.testing.assert_allclose(mean, post.mean.numpy(), rtol=1e-6)
     np.testing.assert_allclose(std, post.variance.clamp_min(0).sqrt().numpy(), rtol=1e-6)
+
+
+def test_warm_up_runs_once_per_process_and_from_any_thread():
+    import threading
+
+    import emucamp.emulators.gp as gp
+
+    threads = [threading.Thread(target=gp.warm_up) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gp._warmed
+    import torch
+
+    # What it is for: torch's first broadcast (it imports sympy) is paid already.
+    assert "sympy" in sys.modules
+    assert torch.broadcast_shapes((2, 1), (1, 3)) == (2, 3)

@@ -59,6 +59,16 @@ def read_flow_run(name: str) -> Any:
     return runs[0]
 
 
+def read_task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+
+
 def read_artifacts(key: str) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -103,6 +113,9 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     assert summary and "uncertainty target met" in summary[0].data
     assert "## Best and worst regions" in summary[0].data and "| y | " in summary[0].data
     assert {"emucamp", "campaign:flow-target", "strategy:max-variance"} <= set(run.tags)
+    # Its simulation tasks carry no tags: each would cost two API calls (a concurrency slot).
+    tasks = read_task_runs(run.id)
+    assert tasks and all(t.tags == [] for t in tasks)
     versions = read_artifacts("flow-target-diagnostics")  # one version per retraining
     table = max(versions, key=lambda a: a.created)
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
@@ -325,3 +338,15 @@ def test_a_cluster_campaign_on_a_loopback_api_is_refused_before_anything_starts(
     with pytest.raises(SpecError, match=r"cannot reach the Prefect API at http://127\.0\.0\.1"):
         run_campaign(spec)
     assert CampaignStore.open(tmp_path / "on-pbs.zarr").n_samples == 0  # nothing ran
+
+
+def test_the_flow_module_leaves_the_emulator_stack_to_the_flow_process():
+    # Every Dask worker imports this module to run a task (the flow is part of the task's
+    # context); torch and BoTorch would cost each worker seconds of CPU for nothing.
+    code = (
+        "import sys, emucamp.flows.campaign, emucamp.tasks.simulate; "
+        "print(sorted(m for m in ('torch', 'botorch', 'gpytorch', 'scipy.stats') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
