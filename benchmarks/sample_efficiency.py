@@ -58,6 +58,7 @@ SIMULATORS = {name: f"emucamp.testfunctions:{name}" for name in DOMAINS}
 SIMULATORS["heat2d"] = "heat2d_coarse:heat2d"
 CHECKPOINTS = (25, 50, 100, 200)
 PRIORS = "none"  # set by --priors
+KERNEL = "rbf"  # set by --kernel
 POSITIVE = False  # set by --positive: the output modelled on a log scale
 TARGETS = (0.05, 0.01)
 
@@ -85,7 +86,8 @@ def fit_score(space: Space, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
     """
     start = time.perf_counter()
     greybox = GreyBox(["y"], space.names, positive=["y"] if POSITIVE else [])
-    emulator = GPEmulator(space, ["y"], greybox=greybox, priors=PRIORS).fit(X, y[:, None])
+    emulator = GPEmulator(space, ["y"], greybox=greybox, priors=PRIORS, kernel=KERNEL)
+    emulator.fit(X, y[:, None])
     mean, std = emulator.predict(X_test)
     seconds = time.perf_counter() - start
     _, ref_std = emulator.predict_unit(space.sobol_unit(1024, seed=104729))
@@ -132,7 +134,7 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
         "parameters": params,
         "outputs": {"y": {"positive": POSITIVE}},
         "design": {"strategy": strategy},
-        "emulator": {"priors": PRIORS},
+        "emulator": {"priors": PRIORS, "kernel": KERNEL},
         "stop": {"max_simulations": budget, "target_std": target_std,
                  "max_failure_rate": 1.0},
     }, base_dir=Path(__file__).resolve().parent)  # fmt: skip
@@ -292,6 +294,12 @@ def main() -> None:
         help="The emulator's [emulator] priors setting.",
     )
     parser.add_argument(
+        "--kernel",
+        choices=["rbf", "matern-5/2"],
+        default="rbf",
+        help="The emulator's [emulator] kernel setting.",
+    )
+    parser.add_argument(
         "--positive", action="store_true", help="Declare the output positive: the GP models log y."
     )
     parser.add_argument(
@@ -307,8 +315,8 @@ def main() -> None:
             records = [r for r in saved if r["function"] == function]
             print(table(function, records), tracking(function, records), sep="\n\n", end="\n\n")
         return
-    global PRIORS, POSITIVE
-    PRIORS, POSITIVE = args.priors, args.positive
+    global PRIORS, KERNEL, POSITIVE
+    PRIORS, KERNEL, POSITIVE = args.priors, args.kernel, args.positive
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for function in args.functions:

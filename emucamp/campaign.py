@@ -510,6 +510,7 @@ class Campaign:
             noise_floor=self.spec.emulator.noise_floor,
             priors=self.spec.emulator.priors,
             max_fit_points=self.spec.emulator.max_fit_points,
+            kernel=self.spec.emulator.kernel,
         ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference), ids=frozenset(ids))
         if self.pool is not None and self.pool_unit is not None:
@@ -582,6 +583,7 @@ class Campaign:
         return (
             emulator.noise_floor == spec.noise_floor
             and emulator.priors == spec.priors
+            and emulator.kernel == spec.kernel
             and emulator.max_fit_points == spec.max_fit_points
             and (emulator.ood_method, emulator.ood_level) == (spec.ood_method, spec.ood_level)
             and emulator.greybox.meta() == self.greybox.meta()

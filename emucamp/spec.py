@@ -215,6 +215,11 @@ class EmulatorSection(_Section):
         "scikit-learn fits (the default: more accurate with few runs); 'botorch': MAP fit "
         "under BoTorch's lengthscale and noise priors.",
     )
+    kernel: Literal["rbf", "matern-5/2"] = Field(
+        default="rbf",
+        description="The GP's kernel, with a lengthscale per input: 'rbf' (smooth functions) "
+        "or 'matern-5/2' (rougher ones: wider intervals between runs).",
+    )
     max_fit_points: int = Field(
         default=1000,
         ge=10,

@@ -22,8 +22,9 @@ from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import RBFKernel, ScaleKernel
+from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
@@ -74,6 +75,9 @@ class GPEmulator:
             functions (``benchmarks/gp_settings.py``, ``benchmarks/sample_efficiency.py``).
             ``botorch``: BoTorch's RBF with its dim-scaled lengthscale prior and noise prior
             (MAP), smoother and slower to learn short lengthscales.
+        kernel: ``rbf`` (default) or ``matern-5/2``, both with a lengthscale per input
+            (ARD). Matern 5/2 assumes a rougher function: wider intervals between runs,
+            slower to reach tight accuracy on smooth simulators.
         max_fit_points: Above this many training points, hyperparameters are fitted on a
             random subset of this size and the GP then conditions on every point with them
             (subset-of-data hyperparameters). Each optimiser step of an exact fit costs
@@ -97,6 +101,7 @@ class GPEmulator:
         noise_floor: float = 1e-6,
         priors: Literal["botorch", "none"] = "none",
         max_fit_points: int = 1000,
+        kernel: Literal["rbf", "matern-5/2"] = "rbf",
     ) -> None:
         if not outputs:
             raise ValueError("at least one output is needed")
@@ -110,6 +115,9 @@ class GPEmulator:
         self.ood_level = ood_level
         self.noise_floor = noise_floor
         self.priors = priors
+        if kernel not in ("rbf", "matern-5/2"):
+            raise ValueError(f"kernel must be 'rbf' or 'matern-5/2', got {kernel!r}")
+        self.kernel: Literal["rbf", "matern-5/2"] = kernel
         if max_fit_points < 2:
             raise ValueError(f"max_fit_points must be at least 2, got {max_fit_points}")
         self.max_fit_points = max_fit_points
@@ -179,16 +187,25 @@ class GPEmulator:
     def _model(self, U: torch.Tensor, Z: torch.Tensor) -> SingleTaskGP:
         """An unfitted GP on ``n x d`` inputs and ``n x L`` targets, as this emulator is set."""
         batch = torch.Size([Z.shape[1]]) if Z.shape[1] > 1 else torch.Size()
-        covar: ScaleKernel | None = None
+        covar: Kernel | None = None
         if self.priors == "botorch":
-            # BoTorch's own likelihood (LogNormal(-4, 1) noise prior), with a lower floor.
+            # BoTorch's own likelihood (LogNormal(-4, 1) noise prior), with a lower floor,
+            # and its kernel with the dim-scaled lengthscale prior (its default is the RBF).
             prior: LogNormalPrior | None = LogNormalPrior(loc=-4.0, scale=1.0)
             start = float(prior.mode)  # type: ignore[union-attr]
+            if self.kernel == "matern-5/2":
+                covar = get_covar_module_with_dim_scaled_prior(
+                    ard_num_dims=U.shape[1], batch_shape=batch, use_rbf_kernel=False
+                )
         else:
-            # Plain maximum likelihood, as scikit-learn fits: a scaled RBF, lengthscales
+            # Plain maximum likelihood, as scikit-learn fits: a scaled kernel, lengthscales
             # started at 0.3 of the unit cube, no priors to pull them.
             prior, start = None, 1e-3
-            base = RBFKernel(ard_num_dims=U.shape[1], batch_shape=batch)
+            base: Kernel = (
+                MaternKernel(nu=2.5, ard_num_dims=U.shape[1], batch_shape=batch)
+                if self.kernel == "matern-5/2"
+                else RBFKernel(ard_num_dims=U.shape[1], batch_shape=batch)
+            )
             base.lengthscale = 0.3
             covar = ScaleKernel(base, batch_shape=batch)
         likelihood = GaussianLikelihood(
@@ -573,6 +590,7 @@ class GPEmulator:
             "ood": {"method": self.ood_method, "level": self.ood_level},
             "noise_floor": self.noise_floor,
             "priors": self.priors,
+            "kernel": self.kernel,
             "max_fit_points": self.max_fit_points,
         }
         return EmulatorState(X=X, Y=Y, params=params, meta=meta)
@@ -597,6 +615,7 @@ class GPEmulator:
             noise_floor=float(state.meta.get("noise_floor", 1e-4)),
             priors=state.meta.get("priors", "botorch"),
             max_fit_points=int(state.meta.get("max_fit_points", 1000)),
+            kernel=state.meta.get("kernel", "rbf"),
         )
         model = emu._build(state.X, state.Y)
         model.load_state_dict(

@@ -224,6 +224,11 @@ MALFORMED: list[tuple[str, str, str]] = [
         "emulator.ood_method",
     ),
     (
+        "emulator-unknown-kernel",
+        toml(extra='[emulator]\nkernel = "cubic"\n'),
+        "emulator.kernel",
+    ),
+    (
         "output-positive-not-bool",
         toml(outputs='[outputs]\ny = { positive = "maybe" }\n'),
         "outputs.y.positive",
@@ -436,7 +441,7 @@ def test_toml_and_yaml_load_to_equal_specs(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, toml()))
     assert spec.design.strategy == "integrated-variance"
-    assert spec.emulator.priors == "none"
+    assert spec.emulator.priors == "none" and spec.emulator.kernel == "rbf"
     assert spec.stop.target_std_statistic == "rms"
     assert spec.design.initial_method == "sobol"
     assert spec.execution.workers == 4

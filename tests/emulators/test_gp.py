@@ -194,6 +194,36 @@ def test_plain_maximum_likelihood_fits_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.predict(X_test)[0], emulator.predict(X_test)[0], rtol=1e-9)
 
 
+@pytest.mark.parametrize("priors", ["none", "botorch"])
+def test_matern_kernel_is_fitted_kept_and_widens_intervals_between_runs(tmp_path, priors):
+    from gpytorch.kernels import MaternKernel, RBFKernel
+
+    from emucamp.testfunctions import DOMAINS, branin_np
+
+    space = Space([Parameter(p, lo, hi) for p, (lo, hi) in DOMAINS["branin"].items()])
+    X = space.sobol(20, seed=0)
+    X_test = space.from_unit(np.random.default_rng(1).random((500, 2)))
+    fits = {
+        kernel: GPEmulator(space, ["y"], priors=priors, kernel=kernel).fit(X, branin_np(X)[:, None])
+        for kernel in ("rbf", "matern-5/2")
+    }
+    kinds = {k: [type(m) for m in e.model.covar_module.modules()] for k, e in fits.items()}
+    assert MaternKernel in kinds["matern-5/2"] and MaternKernel not in kinds["rbf"]
+    assert RBFKernel in kinds["rbf"]
+    # A rougher prior on the function: less sure of itself between the runs.
+    std = {k: float(np.median(e.predict(X_test)[1])) for k, e in fits.items()}
+    assert std["matern-5/2"] > std["rbf"]
+    with CampaignStore.create(tmp_path / "m.zarr", ["x1", "x2"], ["y"]) as store:
+        store.save_emulator(fits["matern-5/2"].state())
+    loaded = load_emulator(tmp_path / "m.zarr")
+    assert loaded.kernel == "matern-5/2"
+    np.testing.assert_allclose(
+        loaded.predict(X_test)[1], fits["matern-5/2"].predict(X_test)[1], rtol=1e-7
+    )
+    with pytest.raises(ValueError, match="kernel"):
+        GPEmulator(space, ["y"], kernel="cubic")  # type: ignore[arg-type]
+
+
 def test_maximum_likelihood_restarts_escape_a_poor_optimum():
     """Borehole, the first 50 points of Sobol seed 1: one start lands at NRMSE 0.79."""
     from emucamp.testfunctions import DOMAINS, borehole_np
