@@ -496,7 +496,7 @@ class Campaign:
     def _fit(
         self, snapshot: tuple[np.ndarray, np.ndarray, list[int]], warm: GPEmulator | None
     ) -> _Fitted | None:
-        """Fit on a snapshot of the ``ok`` rows (this may run in a thread); score the pool."""
+        """Fit on the ``ok`` rows (this may run in a thread), score the pool, store it all."""
         X, Y, ids = snapshot
         if len(X) < 2:
             return None
