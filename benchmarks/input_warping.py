@@ -20,18 +20,15 @@ import time
 
 import numpy as np
 import torch
-from botorch.exceptions.errors import ModelFittingError
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import Warp
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 
-from emucamp.emulators.gp import GPEmulator
+from emucamp.emulators.gp import GPEmulator, _mll, _optimise
 from emucamp.space import Parameter, Space
 from emucamp.testfunctions import DOMAINS, borehole_np
 
@@ -77,14 +74,9 @@ def warped_gp(U: np.ndarray, y: np.ndarray, U_test: np.ndarray, prior: bool = Fa
             ),
             outcome_transform=Standardize(m=1),
         )
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        try:
-            fit_gpytorch_mll(mll)
-        except ModelFittingError:  # counted as a failed start, as emucamp's fit does
+        if not _optimise(model):  # a failed start, as in emucamp's own fit
             continue
-        model.train()
-        with torch.no_grad():
-            value = float(mll(model(*model.train_inputs), model.train_targets).sum())
+        value = _mll(model)
         if best is None or value > best[0]:
             best = (value, model)
     if best is None:

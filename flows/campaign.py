@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from emucamp.campaign import Campaign
 
 # Every Dask worker imports this module to run a task (the flow is part of a task's
-# context), so it imports nothing of the emulator stack (torch, BoTorch: ~5 s a process,
+# context), so it imports nothing of the emulator stack (torch, BoTorch: ~3 s of CPU a process,
 # 8 processes on 2 cores) at the top: what needs it is imported where it is used.
 
 __all__ = [
