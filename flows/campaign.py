@@ -27,7 +27,9 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, TagsContext
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect_dask.task_runners import DaskTaskRunner
@@ -37,6 +39,7 @@ from emucamp.observer import CampaignObserver, CampaignOutcome
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
+from emucamp.tasks.dispatch import FlowContext, submit_task_run
 from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
 
 if TYPE_CHECKING:
@@ -57,7 +60,11 @@ __all__ = [
 
 
 class _TaskFuture:
-    """A Prefect task future seen as the campaign loop's ``JobFuture`` (a list of records)."""
+    """A task run's future seen as the campaign loop's ``JobFuture`` (a list of records).
+
+    Wraps either a Prefect future (``task.submit``) or a Dask future whose result is the
+    task run's final state (:func:`~emucamp.tasks.dispatch.submit_task_run`).
+    """
 
     def __init__(self, future: Any) -> None:
         self._future = future
@@ -65,8 +72,14 @@ class _TaskFuture:
     def add_done_callback(self, fn: Any) -> None:
         self._future.add_done_callback(lambda _f: fn(self))
 
+    def _value(self) -> Any:
+        if isinstance(self._future, PrefectFuture):
+            return self._future.result(raise_on_failure=False)
+        state = self._future.result()
+        return state.result(raise_on_failure=False) if isinstance(state, State) else state
+
     def result(self) -> list[SimResult]:
-        value = self._future.result(raise_on_failure=False)
+        value = self._value()
         if isinstance(value, SimResult):
             return [value]
         if isinstance(value, SimulationFailed):
@@ -78,8 +91,10 @@ class _TaskFuture:
         raise TypeError(f"simulate task returned {type(value).__name__}, not SimResults")
 
     def cancel(self) -> Any:
-        wrapped = getattr(self._future, "wrapped_future", None)
-        return wrapped.cancel() if wrapped is not None else None
+        if isinstance(self._future, PrefectFuture):
+            wrapped = getattr(self._future, "wrapped_future", None)
+            return wrapped.cancel() if wrapped is not None else None
+        return self._future.cancel()
 
 
 class PrefectTaskExecutor:
@@ -89,6 +104,10 @@ class PrefectTaskExecutor:
     runner's retry count becomes the task's ``retries``) and Failed in the UI when the
     simulation fails. A pack is one ``simulate-pack`` task run named ``samples-<first>-<last>``
     that retries each simulation itself, so a retry never reruns its finished neighbours.
+
+    On a ``DaskTaskRunner`` the task runs go to its Dask client through
+    :func:`~emucamp.tasks.dispatch.submit_task_run` (the same engine, a fraction of the
+    per-task cost); on any other task runner, through ``task.submit``.
 
     Args:
         runner: The simulation.
@@ -100,16 +119,23 @@ class PrefectTaskExecutor:
         self.task = simulate.with_options(
             retries=runner.retries, retry_delay_seconds=retry_delay_seconds
         )
-        # The task runner's Dask client, for work that is not a simulation (pool scoring).
+        # The task runner's Dask client: task runs, and work that is not a simulation (pool
+        # scoring).
         context = FlowRunContext.get()
         runner_ = context.task_runner if context is not None else None
         self.client = runner_.client if isinstance(runner_, DaskTaskRunner) else None
+        self._flow = FlowContext() if self.client is not None else None
 
     def submit(self, jobs: Sequence[SimJob]) -> _TaskFuture:
         """Submit one task run for the pack."""
+        task: Any
         if len(jobs) == 1:
-            return _TaskFuture(self.task.submit(self.runner, jobs[0]))
-        return _TaskFuture(simulate_pack.submit(self.runner, list(jobs)))
+            task, parameters = self.task, {"runner": self.runner, "job": jobs[0]}
+        else:
+            task, parameters = simulate_pack, {"runner": self.runner, "jobs": list(jobs)}
+        if self.client is not None and self._flow is not None:
+            return _TaskFuture(submit_task_run(self.client, task, parameters, self._flow))
+        return _TaskFuture(task.submit(**parameters))
 
 
 def _artifact_key(name: str, what: str) -> str:

@@ -1,0 +1,127 @@
+"""Task runs on Dask workers that reuse one Prefect client per worker thread.
+
+``DaskTaskRunner.submit`` (prefect-dask 0.3.7) serialises Prefect's whole settings object
+for every task, and the worker then rebuilds the settings from it (pydantic-settings reads
+the environment, dotenv and profile sources again) and opens two new API clients, each
+loading the CA bundle into a new TLS context. Measured on 2 workers with a task that
+returns at once: ~80 ms of worker CPU and 66 ms of wall time per task run, against ~10 ms
+and 8 ms here (``benchmarks/README.md``). Prefect's own fix for the TLS part is still
+open upstream (PrefectHQ/prefect#19106).
+
+:func:`submit_task_run` sends the same task run to the same engine entry point
+(``prefect.task_engine.run_task_sync``, as prefect-dask does) with the flow's context
+serialised once per flow run; :func:`run_task_run`, on the worker, enters that settings
+context and a client kept open for the thread's life instead of rebuilding both. The task
+run is created, retried and reported by Prefect's engine exactly as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from typing import Any
+
+from prefect.client.schemas.objects import State
+from prefect.context import AssetContext, SettingsContext, SyncClientContext, serialize_context
+from prefect.task_engine import run_task_sync
+from prefect.tasks import Task
+
+__all__ = ["FlowContext", "run_task_run", "submit_task_run"]
+
+
+class FlowContext:
+    """The current flow run's serialised context, taken once (call inside the flow run).
+
+    Attributes:
+        context: What ``prefect.context.serialize_context`` gives, without per-task parts.
+        settings_key: A digest of the settings part, so workers rebuild them only when it
+            changes.
+    """
+
+    def __init__(self) -> None:
+        self.context = serialize_context()
+        settings = self.context.get("settings_context") or {}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        self.settings_key = digest.hexdigest()
+
+    def for_task(self, task: Task[Any, Any], task_run_id: uuid.UUID) -> dict[str, Any]:
+        """The context one task run is started with (its asset context added)."""
+        asset = AssetContext.from_task_and_inputs(
+            task=task, task_run_id=task_run_id, task_inputs={}, copy_to_child_ctx=True
+        )
+        return {**self.context, "asset_context": asset.serialize()}
+
+
+def submit_task_run(
+    client: Any, task: Task[Any, Any], parameters: dict[str, Any], flow: FlowContext
+) -> Any:
+    """Submit one task run of ``task`` to a Dask ``client``; returns the Dask future.
+
+    The future's result is the task run's final Prefect ``State``.
+
+    Args:
+        client: A ``distributed.Client`` (the flow's ``DaskTaskRunner.client``).
+        task: The Prefect task.
+        parameters: Its arguments by name (no futures: they are passed as values).
+        flow: The flow run's context, from :class:`FlowContext`.
+    """
+    task_run_id = uuid.uuid4()
+    # An explicit key: Dask would otherwise tokenize the arguments on every submit.
+    return client.submit(
+        run_task_run,
+        task,
+        task_run_id,
+        parameters,
+        flow.for_task(task, task_run_id),
+        flow.settings_key,
+        key=f"{task.name}-{task_run_id.hex}",
+        pure=False,
+    )
+
+
+_local = threading.local()
+
+
+def _contexts(settings: dict[str, Any], key: str) -> tuple[SettingsContext, SyncClientContext]:
+    """This thread's settings context and open client for ``key``, made on first use."""
+    held = getattr(_local, "held", None)
+    if held is not None and held[0] == key:
+        return held[1], held[2]
+    if held is not None:
+        held[2].client.__exit__(None, None, None)
+    settings_context = SettingsContext(**settings) if settings else SettingsContext.get()
+    assert settings_context is not None  # Prefect always has a root settings context
+    with settings_context.model_copy():
+        client_context = SyncClientContext()
+        client_context.client.__enter__()  # open for the thread's life: one client, one TLS context
+    _local.held = (key, settings_context, client_context)
+    return settings_context, client_context
+
+
+def run_task_run(
+    task: Task[Any, Any],
+    task_run_id: uuid.UUID,
+    parameters: dict[str, Any],
+    context: dict[str, Any],
+    settings_key: str,
+) -> State[Any]:
+    """Run one task run on this worker through Prefect's engine; returns its final state."""
+    context = dict(context)
+    settings_context, client_context = _contexts(context.pop("settings_context", {}), settings_key)
+    with settings_context.model_copy():
+        # The engine takes the client from the current client context when there is one.
+        token = SyncClientContext.__var__.set(client_context)
+        try:
+            state = run_task_sync(
+                task,
+                task_run_id=task_run_id,
+                parameters=parameters,
+                context=context,
+                return_type="state",
+            )
+        finally:
+            SyncClientContext.__var__.reset(token)
+    assert isinstance(state, State)
+    return state

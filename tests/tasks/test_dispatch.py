@@ -1,0 +1,80 @@
+"""Task runs sent to Dask workers by ``submit_task_run``: real flow, real LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_task_runs_on_a_worker_reuse_one_client_and_are_reported_retried_and_failed(
+    prefect_api: str,
+) -> None:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    from emucamp.tasks.dispatch import FlowContext, submit_task_run
+
+    @task(name="who", task_run_name="who-{i}", retries=1, retry_delay_seconds=0,
+          cache_policy=NO_CACHE, persist_result=False)  # fmt: skip
+    def who(i: int) -> tuple[int, int, str]:
+        from prefect.client.orchestration import get_client
+        from prefect.runtime import task_run
+        from prefect.settings import get_current_settings
+
+        if i == 4 or (i == 3 and task_run.run_count == 1):
+            raise RuntimeError(f"task {i} fails")
+        # Count the task runs that have used this client: 0 every time if each gets a new one.
+        client = get_client(sync_client=True)
+        used = client.__dict__.setdefault("emucamp_test_runs", 0)
+        client.__dict__["emucamp_test_runs"] = used + 1
+        return os.getpid(), used, str(get_current_settings().api.url)
+
+    cluster = {"n_workers": 1, "threads_per_worker": 1, "processes": True,
+               "dashboard_address": None, "host": "127.0.0.1"}  # fmt: skip
+
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
+    def five() -> tuple[str, list[tuple[str, Any]]]:
+        context = FlowRunContext.get()
+        assert context is not None
+        client = context.task_runner.client  # type: ignore[attr-defined]
+        flow_context = FlowContext()
+        futures = [submit_task_run(client, who, {"i": i}, flow_context) for i in range(5)]
+        states = [f.result() for f in futures]
+        return str(context.flow_run.id), [
+            (s.type.value, s.result(raise_on_failure=False) if s.is_completed() else None)
+            for s in states
+        ]
+
+    flow_run_id, outcomes = five()
+
+    kinds = [kind for kind, _ in outcomes]
+    assert kinds == ["COMPLETED"] * 4 + ["FAILED"]
+    values = [value for _, value in outcomes[:4]]
+    assert len({pid for pid, _, _ in values}) == 1  # one worker process
+    # One API client for every task run: each found it used by all the runs before it.
+    assert [used for _, used, _ in values] == [0, 1, 2, 3]
+    assert {api for _, _, api in values} == {prefect_api}  # the flow's API
+
+    # The API holds each task run under its name, with its final state and its retry.
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as api:
+            runs = api.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        by_name = {r.name: r for r in runs if r.state is not None and r.state.is_final()}
+        if len(by_name) == 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(by_name) == [f"who-{i}" for i in range(5)]
+    assert [by_name[f"who-{i}"].state.type.value for i in range(5)] == kinds
+    assert by_name["who-3"].run_count == 2 and by_name["who-0"].run_count == 1
