@@ -90,11 +90,11 @@ class MaxVarianceStrategy:
     """Greedy maximum posterior variance over a candidate set, pending points conditioned in.
 
     One joint posterior covariance over ``candidates`` fresh scrambled-Sobol points and the
-    pending inputs is computed from the GP; each pending input, then each pick, conditions it
-    by an exact rank-1 update (the posterior variance of a GP does not depend on the values
-    observed, so this is the variance after those simulations, not an approximation). Scores
-    add the outputs' variances in standardised units. A batch of ``n`` costs one posterior
-    call and ``p + n`` rank-1 updates: milliseconds, so refills never wait on selection.
+    pending inputs is computed from the GP; the pending inputs, then each pick, condition it
+    exactly (the posterior variance of a GP does not depend on the values observed, so this is
+    the variance after those simulations, not an approximation). Scores add the outputs'
+    variances in standardised units. A batch costs one posterior call and one pivoted-Cholesky
+    row per pick: milliseconds, so refills never wait on selection.
 
     Args:
         space: The design space.
@@ -138,8 +138,9 @@ def greedy_conditioned(
     """Pick ``n`` of the candidates greedily, each scored after conditioning on the rest.
 
     One joint posterior covariance over the candidates, the pending inputs and the
-    integration points; all pending inputs are conditioned in at once, then each pick by an
-    exact rank-1 update (a GP's posterior variance does not depend on the values observed).
+    integration points; all pending inputs are conditioned in at once, then each pick exactly,
+    as one more row of a pivoted Cholesky factor (a GP's posterior variance does not depend
+    on the values observed).
     A candidate equal to a pending input is never picked.
 
     Args:
@@ -170,31 +171,44 @@ def greedy_conditioned(
     with torch.no_grad():
         S = emulator.joint_covariance(Z)
         noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1).expand(m, 1)
-        # Rows: the candidates; columns: the candidates, then the integration points.
-        M = S[:, :c, : c + r].clone()
+        # The conditioned covariance between the candidates and the candidates then the
+        # integration points is kept factored, M = S - A'A - U'U: A for the pending inputs
+        # (all at once), U one row per pick (a pivoted Cholesky factor). A pick then costs
+        # O((p + picks) (c + r)) plus, with integration points, one c x r product, instead of
+        # a rank-1 update of the whole c x (c + r) matrix.
+        A = S.new_zeros(m, 0, c + r)
         if z > c + r:
-            # All pending inputs at once: M - S_cp (S_pp + noise I)^-1 S_p(c+r).
             eye = torch.eye(z - c - r, dtype=DTYPE)
             Spp = S[:, c + r :, c + r :]
             L = torch.linalg.cholesky(Spp + noise[:, :, None] * eye + 1e-9 * eye)
             A = torch.linalg.solve_triangular(L, S[:, c + r :, : c + r], upper=False)
-            M -= A[:, :, :c].transpose(-1, -2) @ A
+        var = torch.diagonal(S[:, :c, :c], dim1=-2, dim2=-1) - (A[:, :, :c] ** 2).sum(1)
+        if r:
+            # Candidates x integration points, and each candidate's sum of squares over them.
+            Mcr = S[:, :c, c : c + r] - A[:, :, :c].transpose(-1, -2) @ A[:, :, c:]
+            T = (Mcr**2).sum(-1)
+        U = S.new_zeros(m, 0, c + r)
         picks: list[int] = []
         for _ in range(min(n, c)):
-            var = torch.diagonal(M[:, :, :c], dim1=-2, dim2=-1)
-            values = (M[:, :, c:] ** 2).mean(-1) / (var.clamp_min(0) + noise) if r else var
+            values = T / r / (var.clamp_min(0) + noise) if r else var
             scores = score(values).clone()
             scores[taken] = -torch.inf
             if picks:
                 scores[picks] = -torch.inf
             best = int(torch.argmax(scores))
             picks.append(best)
-            row = M[:, best, :].clone()
-            M -= (
-                M[:, :, best : best + 1]
-                * row.unsqueeze(-2)
-                / (row[:, best : best + 1] + noise)[:, :, None]
-            )
+            # The pick's row of the conditioned covariance, scaled: the factor's next row.
+            row = S[:, best, : c + r] - (A[:, :, best : best + 1] * A).sum(1)
+            row -= (U[:, :, best : best + 1] * U).sum(1)
+            u = row / (row[:, best : best + 1] + noise).sqrt()
+            if r:
+                # M(x, z) loses u_x u_z: update each candidate's sum of squares in O(c r).
+                uc, ur = u[:, :c], u[:, c:]
+                g = (Mcr @ ur.unsqueeze(-1)).squeeze(-1)
+                g -= (U[:, :, :c] * (U[:, :, c:] @ ur.unsqueeze(-1))).sum(1)
+                T = T - 2 * uc * g + uc**2 * (ur**2).sum(-1, keepdim=True)
+            var = var - u[:, :c] ** 2
+            U = torch.cat([U, u.unsqueeze(1)], dim=1)
     return picks
 
 

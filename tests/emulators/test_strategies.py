@@ -114,6 +114,38 @@ def test_integrated_variance_scores_match_botorch_qnipv(space):
     assert int(np.argmax(ours)) == int(np.argmax(botorch))
 
 
+@pytest.mark.parametrize("integrate", [False, True], ids=["max-variance", "integrated"])
+def test_later_picks_are_scored_on_the_gp_conditioned_on_pending_and_earlier_picks(
+    space, emulator, integrate
+):
+    """The factored updates give what conditioning the GP on everything afresh gives."""
+    import torch
+
+    C, P = space.sobol_unit(48, seed=11), space.sobol_unit(3, seed=12)
+    R = space.sobol_unit(64, seed=13) if integrate else None
+    seen: list[torch.Tensor] = []
+
+    def capture(values):
+        seen.append(values.clone())
+        return values.sum(0)
+
+    picks = greedy_conditioned(emulator, C, P, 6, capture, integrate=R)
+    assert len(set(picks)) == 6
+
+    # Direct: condition on the pending inputs and the first five picks in one solve.
+    Q = np.vstack([P, C[picks[:5]]])
+    Rz = R if R is not None else C[:0]
+    S = emulator.joint_covariance(np.vstack([C, Rz, Q]))
+    c, r = len(C), len(Rz)
+    noise = emulator.model.likelihood.noise.reshape(-1, 1, 1)
+    SQQ = S[:, c + r :, c + r :] + noise * torch.eye(len(Q), dtype=S.dtype)
+    SQ = S[:, c + r :, : c + r]
+    M = S[:, :c, : c + r] - SQ[:, :, :c].transpose(-1, -2) @ torch.linalg.solve(SQQ, SQ)
+    var = torch.diagonal(M[:, :, :c], dim1=-2, dim2=-1)
+    expected = (M[:, :, c:] ** 2).mean(-1) / (var + noise[:, :, 0]) if r else var
+    torch.testing.assert_close(seen[5], expected, rtol=1e-5, atol=1e-7)
+
+
 def test_integrated_variance_lowers_the_mean_variance_more_than_max_variance(space):
     import torch
     from botorch.sampling import SobolQMCNormalSampler
