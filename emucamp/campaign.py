@@ -117,6 +117,18 @@ def _return_freed_memory() -> None:
         libc.malloc_trim(0)
 
 
+def _stored(events: queue.Queue[tuple[str, Any]], fitted: _Fitted, future: cf.Future[None]) -> None:
+    """A retraining is in the store (or failed to be): the loop tells its observer."""
+    if future.cancelled():
+        return
+    if future.exception() is not None:
+        log.warning(
+            "storing the retraining on n = %d failed: %s", fitted.step.n, future.exception()
+        )
+        return
+    events.put(("saved", fitted))
+
+
 def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: object) -> None:
     events.put(("result", sample_id))
 
@@ -408,6 +420,8 @@ class Campaign:
         self._strategy: Strategy | PoolStrategy | None = None
         self._progress = _Progress()
         self._load_progress()
+        # Retrainings swapped in: a pick's ``iteration`` (each is stored a moment after).
+        self._iteration = store.n_steps
 
     @classmethod
     def open(cls, spec: CampaignSpec) -> Campaign:
@@ -494,9 +508,16 @@ class Campaign:
         return X, Y, self.store.ids("ok")
 
     def _fit(
-        self, snapshot: tuple[np.ndarray, np.ndarray, list[int]], warm: GPEmulator | None
+        self,
+        snapshot: tuple[np.ndarray, np.ndarray, list[int]],
+        warm: GPEmulator | None,
+        save: bool = True,
     ) -> _Fitted | None:
-        """Fit on the ``ok`` rows (this may run in a thread), score the pool, store it all."""
+        """Fit on the ``ok`` rows (this may run in a thread), score the pool, store it all.
+
+        With ``save=False`` nothing is stored: the loop swaps the model in first and has
+        :meth:`_save` store it after.
+        """
         X, Y, ids = snapshot
         if len(X) < 2:
             return None
@@ -514,15 +535,24 @@ class Campaign:
         ).fit(X, Y, warm_start=warm)
         fitted = _Fitted(emulator, diagnose(emulator, self.reference), ids=frozenset(ids))
         if self.pool is not None and self.pool_unit is not None:
-            fitted.pool = self._score_pool(emulator, X, Y, ids)
-        self._save(fitted)
+            scores = fitted.pool = self._score_pool(emulator, X, Y, ids)
+            if scores.p_pass is not None:
+                # Labels that flipped since the last retraining: screening is not done while
+                # the model is still changing its mind (an early model can be confidently
+                # wrong about regions it has not seen). Fits run one at a time.
+                passes = scores.p_pass >= 0.5
+                last = self._last_passes
+                scores.summary["changed"] = 1.0 if last is None else float(np.mean(passes != last))
+                self._last_passes = passes
+        if save:
+            self._save(fitted)
         return fitted
 
     def _save(self, fitted: _Fitted) -> None:
         """Store a retraining: its diagnostics, the model, the pool's scores.
 
-        Runs in the thread that fitted it: the writes (~0.15 s, a dozen small arrays) would
-        otherwise hold up the loop's refills each time a model is swapped in.
+        Runs in the fitting thread, after the loop has swapped the model in: the writes
+        (~0.15 s, a dozen small arrays) would otherwise hold up the refills, or the swap.
         """
         self.store.add_step(fitted.step)
         self.store.save_emulator(fitted.emulator.state())
@@ -530,14 +560,6 @@ class Campaign:
         scores = fitted.pool
         if scores is None:
             return
-        if scores.p_pass is not None:
-            # Labels that flipped since the last retraining: screening is not done while
-            # the model is still changing its mind (an early model can be confidently
-            # wrong about regions it has not seen).
-            passes = scores.p_pass >= 0.5
-            last = self._last_passes
-            scores.summary["changed"] = 1.0 if last is None else float(np.mean(passes != last))
-            self._last_passes = passes
         self.store.update_candidates(
             scores.mean, scores.std, scores.p_pass, scores.sample, scores.summary
         )
@@ -565,17 +587,19 @@ class Campaign:
         }
         return _PoolScores(result.mean, result.std, result.p_pass, result.sample, summary)
 
-    def _adopt(self, fitted: _Fitted, observer: CampaignObserver) -> None:
-        """Swap in a retraining (on the loop's thread; :meth:`_save` has stored it)."""
+    def _adopt(self, fitted: _Fitted, observer: CampaignObserver | None) -> None:
+        """Swap in a retraining (on the loop's thread); tell ``observer`` once it is stored."""
         self.emulator = fitted.emulator
         self._trained = fitted.ids
+        self._iteration += 1
         self.latest_step = fitted.step
         if fitted.pool is not None:
             scores = fitted.pool
             self.screening = scores.summary if scores.p_pass is not None else None
             if isinstance(self._strategy, PoolStrategy):
                 self._strategy.update(scores.mean, scores.std, scores.summary.get("threshold"))
-        observer.on_step(fitted.step, self)
+        if observer is not None:
+            observer.on_step(fitted.step, self)
 
     def _same_settings(self, emulator: GPEmulator) -> bool:
         """Whether ``emulator`` was built with the spec's emulator settings as they are now."""
@@ -754,7 +778,7 @@ class Campaign:
                     if len(ids) < total:
                         X, origin = self._select(strategy, sobol, total - len(ids))
                         if len(X):
-                            ids += store.add_pending(X, iteration=store.n_steps, origin=origin)
+                            ids += store.add_pending(X, iteration=self._iteration, origin=origin)
                         else:
                             exhausted = True  # a pool with every row used
                     for sid in ids:
@@ -796,6 +820,7 @@ class Campaign:
 
                 results: list[SimResult] = []
                 fit_done = False
+                saved: list[_Fitted] = []
                 for kind, payload in batch:
                     if kind == "result":
                         future, ids = self.in_flight.pop(int(payload))
@@ -805,6 +830,8 @@ class Campaign:
                         results += records
                     elif kind == "fit":
                         fit_done = True
+                    elif kind == "saved":
+                        saved.append(payload)
                 if results:
                     store.record_many(results)
                     p = self._progress
@@ -826,7 +853,12 @@ class Campaign:
                         fitted = None
                     fit_future = None
                     if fitted is not None:
-                        self._adopt(fitted, obs)
+                        # Selections use it at once; it is stored next, in the fitting thread.
+                        self._adopt(fitted, None)
+                        save = fitter.submit(self._save, fitted)
+                        save.add_done_callback(functools.partial(_stored, events, fitted))
+                for done in saved:
+                    obs.on_step(done.step, self)
 
                 # Retrain beside the running simulations once enough new results are in: at
                 # least one, and 10 % more than the last fit saw, so that refits (O(n^3))
@@ -834,7 +866,7 @@ class Campaign:
                 enough = max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
                 if fit_future is None and self._progress.ok >= max(enough, 2):
                     fitted_on = self._progress.ok
-                    fit_future = fitter.submit(self._fit, self._snapshot(), self.emulator)
+                    fit_future = fitter.submit(self._fit, self._snapshot(), self.emulator, False)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
 
                 if decision is None:
@@ -850,7 +882,12 @@ class Campaign:
                 with contextlib.suppress(Exception):
                     future.cancel()
             self.in_flight.clear()
-            fitter.shutdown(wait=not interrupted, cancel_futures=True)
+            fitter.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        # Retrainings stored since the loop last looked (the shutdown waited for them).
+        while not events.empty():
+            kind, payload = events.get_nowait()
+            if kind == "saved":
+                obs.on_step(payload.step, self)
 
         # The final emulator has seen every result.
         if self.emulator is None or self._progress.ok > self.emulator.n:
