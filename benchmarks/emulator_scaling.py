@@ -4,9 +4,10 @@ For each n, a fresh process fits emucamp's GP to n uniform random Borehole runs 
 then times: the fit (subset-of-data hyperparameters above ``max_fit_points``, the exact GP
 on every point); the diagnostics a campaign computes after each refit (closed-form LOO and
 the relative std over the 1,024-point reference set); mean and std at 1,000 points; and one
-selection of 8 inputs with 8 pending (integrated-variance and max-variance). Held-out NRMSE
-on 2,000 uniform points. Peak RSS is the process's (``ru_maxrss``). With ``--exact-up-to``,
-the same n also runs with hyperparameters fitted on every point, for comparison.
+selection of 8 inputs (``--picks``) with 8 pending (integrated-variance and max-variance).
+Held-out NRMSE on 2,000 uniform points. Peak RSS is the process's (``ru_maxrss``). With
+``--exact-up-to``, the same n also runs with hyperparameters fitted on every point, for
+comparison.
 
     python benchmarks/emulator_scaling.py --n 100 500 1000 2000 5000 --exact-up-to 2000
 
@@ -36,7 +37,7 @@ from emucamp.testfunctions import DOMAINS, borehole_np
 REFIT_GROWTH = 0.10  # the campaign loop refits after 10 % more results
 
 
-def one(n: int, max_fit_points: int, priors: str) -> dict[str, Any]:
+def one(n: int, max_fit_points: int, priors: str, picks: int = 8) -> dict[str, Any]:
     """Everything for one n, in this process."""
     space = Space([Parameter(p, lo, hi) for p, (lo, hi) in DOMAINS["borehole"].items()])
     rng = np.random.default_rng(n)
@@ -63,7 +64,7 @@ def one(n: int, max_fit_points: int, priors: str) -> dict[str, Any]:
     for name in ("integrated-variance", "max-variance"):
         strategy = make_strategy(name, space, seed=0)
         t0 = time.perf_counter()
-        strategy.select(emu, 8, pending)
+        strategy.select(emu, picks, pending)
         select[name] = time.perf_counter() - t0
     refit_every = max(1.0, REFIT_GROWTH * n)
     return {
@@ -89,14 +90,16 @@ def main() -> None:
     parser.add_argument("--max-fit-points", type=int, default=1000)
     parser.add_argument("--exact-up-to", type=int, default=2000)
     parser.add_argument("--priors", choices=["botorch", "none"], default="none")
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # n, max_fit_points, priors
+    parser.add_argument("--picks", type=int, default=8, help="inputs per selection")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # n, fit points, priors, picks
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), int(args.one[1]), args.one[2])))
+        print(json.dumps(one(int(args.one[0]), int(args.one[1]), args.one[2], int(args.one[3]))))
         return
     print(
         "| n | hyperparameters fitted on | fit s | diagnostics s | predict 1,000 s "
-        "| select 8 (integrated-variance) s | select 8 (max-variance) s | amortised step s "
+        f"| select {args.picks} (integrated-variance) s | select {args.picks} (max-variance) s "
+        "| amortised step s "
         "| held-out NRMSE | 95 % coverage | peak RSS GiB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -106,7 +109,15 @@ def main() -> None:
             runs.append(n)  # the exact fit on every point, for comparison
         for fit_points in runs:
             out = subprocess.run(
-                [sys.executable, __file__, "--one", str(n), str(fit_points), args.priors],
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(n),
+                    str(fit_points),
+                    args.priors,
+                    str(args.picks),
+                ],
                 capture_output=True,
                 text=True,
                 check=True,
