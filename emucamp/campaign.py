@@ -588,7 +588,10 @@ class Campaign:
         return _PoolScores(result.mean, result.std, result.p_pass, result.sample, summary)
 
     def _adopt(self, fitted: _Fitted, observer: CampaignObserver | None) -> None:
-        """Swap in a retraining (on the loop's thread); tell ``observer`` once it is stored."""
+        """Swap in a retraining (on the loop's thread) and tell ``observer``, if one is given.
+
+        The loop passes none: it tells its observer once the fitting thread has stored it.
+        """
         self.emulator = fitted.emulator
         self._trained = fitted.ids
         self._iteration += 1
