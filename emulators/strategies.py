@@ -187,9 +187,9 @@ def greedy_conditioned(
             # Candidates x integration points, and each candidate's sum of squares over them.
             Mcr = S[:, :c, c : c + r] - A[:, :, :c].transpose(-1, -2) @ A[:, :, c:]
             T = (Mcr**2).sum(-1)
-        U = S.new_zeros(m, 0, c + r)
+        U = S.new_zeros(m, min(n, c), c + r)
         picks: list[int] = []
-        for _ in range(min(n, c)):
+        for j in range(min(n, c)):
             values = T / r / (var.clamp_min(0) + noise) if r else var
             scores = score(values).clone()
             scores[taken] = -torch.inf
@@ -199,16 +199,16 @@ def greedy_conditioned(
             picks.append(best)
             # The pick's row of the conditioned covariance, scaled: the factor's next row.
             row = S[:, best, : c + r] - (A[:, :, best : best + 1] * A).sum(1)
-            row -= (U[:, :, best : best + 1] * U).sum(1)
+            row -= (U[:, :j, best : best + 1] * U[:, :j]).sum(1)
             u = row / (row[:, best : best + 1] + noise).sqrt()
             if r:
                 # M(x, z) loses u_x u_z: update each candidate's sum of squares in O(c r).
                 uc, ur = u[:, :c], u[:, c:]
                 g = (Mcr @ ur.unsqueeze(-1)).squeeze(-1)
-                g -= (U[:, :, :c] * (U[:, :, c:] @ ur.unsqueeze(-1))).sum(1)
+                g -= (U[:, :j, :c] * (U[:, :j, c:] @ ur.unsqueeze(-1))).sum(1)
                 T = T - 2 * uc * g + uc**2 * (ur**2).sum(-1, keepdim=True)
             var = var - u[:, :c] ** 2
-            U = torch.cat([U, u.unsqueeze(1)], dim=1)
+            U[:, j] = u
     return picks
 
 

@@ -133,7 +133,7 @@ class PrefectTaskExecutor:
             task, parameters = self.task, {"runner": self.runner, "job": jobs[0]}
         else:
             task, parameters = simulate_pack, {"runner": self.runner, "jobs": list(jobs)}
-        if self.client is not None and self._flow is not None:
+        if self._flow is not None:
             return _TaskFuture(submit_task_run(self.client, task, parameters, self._flow))
         return _TaskFuture(task.submit(**parameters))
 
