@@ -3,10 +3,10 @@
 ``DaskTaskRunner.submit`` (prefect-dask 0.3.7) serialises Prefect's whole settings object
 for every task, and the worker then rebuilds the settings from it (pydantic-settings reads
 the environment, dotenv and profile sources again) and opens two new API clients, each
-loading the CA bundle into a new TLS context. Measured on 2 workers with a task that
-returns at once: ~80 ms of worker CPU and 66 ms of wall time per task run, against ~10 ms
-and 8 ms here (``benchmarks/README.md``). Prefect's own fix for the TLS part is still
-open upstream (PrefectHQ/prefect#19106).
+loading the CA bundle into a new TLS context. On 2 workers with a task that returns at once
+(``benchmarks/task_dispatch.py``): 79 ms of worker CPU and 69 ms of wall time per task run,
+against 7 ms and 9 ms here. Prefect's own fix for the TLS part is still open upstream
+(PrefectHQ/prefect#19106).
 
 :func:`submit_task_run` sends the same task run to the same engine entry point
 (``prefect.task_engine.run_task_sync``, as prefect-dask does) with the flow's context
