@@ -120,23 +120,37 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _writes(
-    method: Callable[Concatenate[CampaignStore, _P], _R],
-) -> Callable[Concatenate[CampaignStore, _P], _R]:
-    """A method that writes: only on a writable store, one writer thread at a time.
+def _writing(
+    lock: str,
+) -> Callable[
+    [Callable[Concatenate[CampaignStore, _P], _R]], Callable[Concatenate[CampaignStore, _P], _R]
+]:
+    """A method that writes: only on a writable store, one thread at a time per ``lock``.
 
-    A campaign records results on its loop thread while its retraining thread saves the
-    model and its diagnostics; both rewrite the group's ``zarr.json`` (its attributes),
-    which must not interleave.
+    A campaign records samples on its loop thread while its retraining thread stores the
+    model and its diagnostics: the two touch different arrays, so each holds a lock of its
+    own (``"samples"``, ``"other"``) and neither waits for the other (a model takes
+    ~0.2 s to store, which the loop's refills would otherwise wait out). Both rewrite the
+    group's ``zarr.json`` (its attributes), which goes through :meth:`_set_attrs` and a
+    third, short lock.
     """
 
-    def locked(self: CampaignStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        self._require_writable()
-        with self._writing:
-            return method(self, *args, **kwargs)
+    def decorate(
+        method: Callable[Concatenate[CampaignStore, _P], _R],
+    ) -> Callable[Concatenate[CampaignStore, _P], _R]:
+        def locked(self: CampaignStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            self._require_writable()
+            with self._locks[lock]:
+                return method(self, *args, **kwargs)
 
-    functools.update_wrapper(locked, method)
-    return locked
+        functools.update_wrapper(locked, method)
+        return locked
+
+    return decorate
+
+
+_writes = _writing("other")
+_writes_samples = _writing("samples")
 
 
 class CampaignStore:
@@ -157,7 +171,8 @@ class CampaignStore:
         self._group = group
         self.writable = writable
         self._lock = lock
-        self._writing = threading.RLock()
+        self._locks = {"samples": threading.RLock(), "other": threading.RLock()}
+        self._attrs_lock = threading.Lock()
         attrs: dict[str, Any] = dict(group.attrs)
         self.parameters: list[str] = list(attrs["parameters"])
         self.outputs: list[str] = list(attrs["outputs"])
@@ -393,6 +408,11 @@ class CampaignStore:
         )
         self._status: list[str] = [str(s) for s in read("status")] if n else []
 
+    def _set_attrs(self, values: Mapping[str, Any]) -> None:
+        """Update group attributes: one read-modify-write of ``zarr.json`` at a time."""
+        with self._attrs_lock:
+            self._group.attrs.update(dict(values))
+
     def _require_writable(self) -> None:
         if not self.writable:
             raise StoreError(f"{self.path}: opened read-only")
@@ -412,7 +432,7 @@ class CampaignStore:
         """Rows in the store, whatever their status."""
         return len(self._status)
 
-    @_writes
+    @_writes_samples
     def add_pending(self, X: np.ndarray, iteration: int, origin: str) -> list[int]:
         """Record ``n x d`` inputs as ``pending`` (before they are submitted); return their ids."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
@@ -440,13 +460,13 @@ class CampaignStore:
         for name in self._sample_arrays():
             self._array(name).append(columns[name], axis=0)
         # The committed count is written last: a crash before it leaves rows _repair trims.
-        self._group.attrs["n_samples"] = n0 + k
+        self._set_attrs({"n_samples": n0 + k})
         self._X = np.vstack([self._X, X])
         self._Y = np.vstack([self._Y, np.full((k, self.n_columns), math.nan)])
         self._status += ["pending"] * k
         return list(range(n0, n0 + k))
 
-    @_writes
+    @_writes_samples
     def mark_submitted(self, sample_id: int) -> None:
         """Stamp a resubmission time on a pending sample (a resumed campaign reruns it)."""
         self._array("submitted_at")[sample_id] = time.time()
@@ -455,7 +475,7 @@ class CampaignStore:
         """Write one simulation's outcome into its row (O(1): one chunk per variable)."""
         self.record_many([result])
 
-    @_writes
+    @_writes_samples
     def record_many(self, results: Sequence[SimResult]) -> None:
         """Write several outcomes at once: one write per variable and chunk touched.
 
@@ -610,7 +630,7 @@ class CampaignStore:
             self._array("candidate_p_pass")[...] = p_pass
             self._array("candidate_pass")[...] = (p_pass >= 0.5).astype(np.int8)
         self._array("candidate_sample")[...] = sample
-        self._group.attrs["screening"] = {**dict(summary), "step": self._n_steps}
+        self._set_attrs({"screening": {**dict(summary), "step": self._n_steps}})
 
     def candidates(self) -> dict[str, np.ndarray]:
         """The pool and its latest estimates, as arrays.
@@ -663,7 +683,7 @@ class CampaignStore:
         for name in self._step_arrays():
             self._array(name).append(rows[name], axis=0)
         self._n_steps = k + 1
-        self._group.attrs["n_steps"] = self._n_steps
+        self._set_attrs({"n_steps": self._n_steps})
         return k
 
     def steps(self) -> list[StepRecord]:
@@ -701,7 +721,7 @@ class CampaignStore:
     @_writes
     def set_spec(self, spec: Mapping[str, Any]) -> None:
         """Record the spec a (resumed) campaign runs with."""
-        self._group.attrs["spec"] = dict(spec)
+        self._set_attrs({"spec": dict(spec)})
 
     @property
     def stop_reason(self) -> str:
@@ -716,7 +736,7 @@ class CampaignStore:
     @_writes
     def set_stop(self, rule: str, reason: str) -> None:
         """Record which rule stopped the campaign and why ('' clears it on resume)."""
-        self._group.attrs.update(
+        self._set_attrs(
             {"stop_rule": rule, "stop_reason": reason, "stopped_at": time.time() if rule else 0.0}
         )
 
@@ -729,7 +749,7 @@ class CampaignStore:
     @_writes
     def set_sensitivity(self, data: Mapping[str, Any]) -> None:
         """Store a sensitivity analysis (JSON-able), replacing the previous one."""
-        self._group.attrs["sensitivity"] = dict(data)
+        self._set_attrs({"sensitivity": dict(data)})
 
     # -- emulator --------------------------------------------------------------------------
     @_writes
@@ -743,7 +763,7 @@ class CampaignStore:
         params = sub.create_group("params")
         for key, value in state.params.items():
             params.create_array(key, data=np.asarray(value))
-        self._group.attrs["emulator"] = name
+        self._set_attrs({"emulator": name})
         if old and old != name:
             with contextlib.suppress(KeyError, FileNotFoundError):
                 del self._group[old]
