@@ -299,12 +299,11 @@ class _PackSizer:
         left, so packs shrink towards the end and the workers finish together, but none is
         shorter than the measured wait before a pack (below that, splitting costs more
         than the imbalance it saves). With ``"auto"`` and nothing measured yet, only the
-        ``planned`` inputs go out, spread evenly over the workers.
+        ``planned`` inputs go out, one simulation per pack: the first results, and with them
+        the first model, come in as soon as they can (a pack's results arrive together).
         """
         if self.auto and not self.measured:
-            n = min(room, planned)
-            packs = min(free, workers, n)
-            return [len(p) for p in np.array_split(np.arange(n), packs)] if packs > 0 else []
+            return [1] * min(room, planned, free)
         # A pack shorter than the wait before it is mostly overhead: never split below that.
         floor = math.ceil(self._gap / self._sim) if self._sim > 0 else 1
         # Each worker holds up to this many packs (running and queued): the equal share is
@@ -766,9 +765,16 @@ class Campaign:
                 free = packer.slots(workers, len(planned)) - len(self.in_flight)
                 room = budget - self._progress.finished - self.running
                 sizes = packer.sizes(room, free, workers, len(planned)) if decision is None else []
-                if sizes and not planned and fit_future is not None and self.emulator is None:
+                if (
+                    sizes
+                    and not planned
+                    and self.emulator is None
+                    and (fit_future is not None or self.in_flight)
+                ):
                     # Past the initial design, wait for the first model rather than spend the
-                    # budget on model-free picks (cheap simulations would outrun the fit).
+                    # budget on model-free picks (cheap simulations would outrun the fit), also
+                    # while the first model cannot be fitted yet (a lone first result). Only
+                    # with no fit coming and nothing running (every result failed) go on.
                     sizes = []
                 # Packs for idle workers are chosen first; small packs share one selection
                 # and one store write; large ones go out as soon as their own points are

@@ -44,6 +44,12 @@ def logged(x1: float, x2: float) -> dict[str, float]:
     return {"y": smooth2d(x1, x2), "y2": x1 - x2}
 
 
+def staggered(x1: float, x2: float) -> float:
+    """:func:`smooth2d` after ``0.4 * x1`` seconds: runs end one by one, in input order."""
+    time.sleep(0.4 * x1)
+    return smooth2d(x1, x2)
+
+
 def fails_on_right(x1: float, x2: float) -> float:
     """:func:`smooth2d`, but the 'solver' diverges for ``x1 > 0.75``."""
     if x1 > 0.75:
