@@ -57,7 +57,14 @@ def test_max_variance_picks_the_most_uncertain_region(space):
     U = space.to_unit(X)
     emu = GPEmulator(space, ["a"]).fit(X, np.sin(3 * U[:, :1]) + U[:, 1:])
     pick = MaxVarianceStrategy(space, seed=0).select(emu, 1)
-    assert space.to_unit(pick).min() > 0.5  # the far side of the cube
+    # Far from every run (they lie in [0, 0.4]^2), and about as uncertain as any point of
+    # the cube. (Which corner depends on the fitted lengthscales: y is linear in x2.)
+    assert np.linalg.norm(U - space.to_unit(pick), axis=1).min() > 0.4
+    g = np.linspace(0.0, 1.0, 41)
+    grid = np.array([[a, b] for a in g for b in g])
+    _, std_grid = emu.predict(space.from_unit(grid))
+    _, std_pick = emu.predict(pick)
+    assert std_pick[0, 0] >= 0.9 * std_grid.max()
 
 
 def test_sobol_continues_one_sequence_and_ignores_the_model(space, emulator):
