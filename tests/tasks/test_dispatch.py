@@ -78,3 +78,58 @@ def test_task_runs_on_a_worker_reuse_one_client_and_are_reported_retried_and_fai
     assert sorted(by_name) == [f"who-{i}" for i in range(5)]
     assert [by_name[f"who-{i}"].state.type.value for i in range(5)] == kinds
     assert by_name["who-3"].run_count == 2 and by_name["who-0"].run_count == 1
+
+
+def test_prepared_workers_hand_their_first_task_run_a_ready_client(prefect_api: str) -> None:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    from emucamp.tasks.dispatch import FlowContext, prepare_workers, submit_task_run
+
+    # Defined here, not at module level, so that Dask ships them to its workers by value.
+    def mark_prepared_client() -> tuple[int, bool]:
+        """On a worker thread: tag the client ``prepare_workers`` left there (False if none)."""
+        from emucamp.tasks import dispatch
+
+        held = getattr(dispatch._local, "held", None)
+        if held is None:
+            return os.getpid(), False
+        held[2].client.__dict__["emucamp_prepared"] = True
+        return os.getpid(), True
+
+    def note_setup() -> None:
+        os.environ["EMUCAMP_TEST_SET_UP"] = "yes"
+
+    @task(name="uses", cache_policy=NO_CACHE, persist_result=False)
+    def uses() -> tuple[int, bool, str]:
+        from prefect.client.orchestration import get_client
+
+        client = get_client(sync_client=True)
+        prepared = bool(client.__dict__.get("emucamp_prepared"))
+        return os.getpid(), prepared, os.environ.get("EMUCAMP_TEST_SET_UP", "")
+
+    cluster = {"n_workers": 2, "threads_per_worker": 1, "processes": True,
+               "dashboard_address": None, "host": "127.0.0.1"}  # fmt: skip
+
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
+    def prepared() -> tuple[int, list[tuple[int, bool]], list[tuple[int, bool, str]]]:
+        context = FlowRunContext.get()
+        assert context is not None
+        client = context.task_runner.client  # type: ignore[attr-defined]
+        client.wait_for_workers(2)
+        flow_context = FlowContext()
+        readied = prepare_workers(client, flow_context, note_setup)
+        workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        marks = [
+            client.submit(mark_prepared_client, workers=[w], pure=False).result() for w in workers
+        ]
+        runs = [submit_task_run(client, uses, {}, flow_context).result().result() for _ in range(4)]
+        return readied, marks, runs
+
+    readied, marks, runs = prepared()
+    assert readied == 2
+    assert len({pid for pid, _ in marks}) == 2 and all(ok for _, ok in marks)
+    # Every task run found the client opened before it, and the setup already done.
+    assert all(prepared and set_up == "yes" for _, prepared, set_up in runs), runs
