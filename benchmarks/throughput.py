@@ -7,18 +7,26 @@ on a raw ``distributed.Client`` (no Prefect). Figures come from the store's time
 - utilisation = sum of simulation seconds / (W x wall seconds from first submit to last result)
 - idle gap = time a worker waited between finishing one simulation and starting the next
   (while the budget was not spent)
+- first start = a worker's wait from the first submit to its first simulation (mean over
+  workers); end idle = a worker's wait from its last simulation to the campaign's last result
 - flow CPU s/sim = CPU seconds of the orchestrating process per simulation
 
-    python benchmarks/throughput.py --workers 8 --n 300 --T 2 0.2 0.01 [--per-task 1 auto]
+With ``--cpu``, a second table splits the CPU seconds spent between the first submit and the
+last result by process: the flow (the loop, its fits, Prefect's client, and for a
+``LocalCluster`` the Dask scheduler and nannies), the Prefect server, and the Dask workers.
+
+    python benchmarks/throughput.py --workers 8 --n 300 --T 2 0.2 0.01 [--per-task 1 auto] [--cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -65,22 +73,79 @@ def metrics(store_path: Path, workers: int, cpu: float) -> dict[str, float]:
         by_worker[str(w).split("/")[0]].append((s, e))
     last_end = end.max()
     gaps = []
+    first_starts, end_idle = [], []
     for runs in by_worker.values():
         runs.sort()
+        first_starts.append(runs[0][0] - sub.min())
+        end_idle.append(last_end - runs[-1][1])
         for (_, e0), (s1, _) in itertools.pairwise(runs):
             if s1 < last_end:
                 gaps.append(max(0.0, s1 - e0))
     n = len(end)
     return {
+        "t0": float(sub.min()),
+        "t1": float(end.max()),
         "n": n,
         "wall_s": wall,
         "utilisation": busy / (workers * wall),
         "sims_per_s": n / wall,
         "mean_gap_s": float(np.mean(gaps)) if gaps else 0.0,
         "p95_gap_s": float(np.percentile(gaps, 95)) if gaps else 0.0,
+        "idle_s_per_worker": float(np.sum(gaps)) / workers,
+        "first_start_s": float(np.mean(first_starts)),
+        "end_idle_s": float(np.mean(end_idle)),
         "flow_cpu_s_per_sim": cpu / n,
         "steps": int(ds.sizes.get("step", 0)),
     }
+
+
+class CpuSampler:
+    """CPU seconds of this process and its descendants, sampled every 0.1 s in a thread."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _kind(self, proc: Any) -> str:
+        if proc.pid == self._me.pid:
+            return "flow"
+        cmd = " ".join(proc.cmdline())
+        return "server" if "uvicorn" in cmd else "workers"
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            totals: dict[str, float] = defaultdict(float)
+            for proc in [self._me, *self._me.children(recursive=True)]:
+                try:
+                    cpu = proc.cpu_times()
+                    totals[f"{proc.pid}:{self._kind(proc)}"] = cpu.user + cpu.system
+                except psutil.Error:
+                    continue
+            self.samples.append((time.time(), dict(totals)))
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds per kind of process between two epoch times."""
+        first = min(self.samples, key=lambda s: abs(s[0] - t0))[1]
+        last = min(self.samples, key=lambda s: abs(s[0] - t1))[1]
+        out: dict[str, float] = defaultdict(float)
+        for key, cpu in last.items():
+            out[key.split(":")[1]] += cpu - first.get(key, cpu)
+        return dict(out)
 
 
 def run_prefect(spec: Any) -> float:
@@ -120,14 +185,16 @@ def main() -> None:
     parser.add_argument("--T", type=float, nargs="+", default=[2.0, 0.2, 0.01])
     parser.add_argument("--per-task", nargs="+", default=["1"])
     parser.add_argument("--modes", nargs="+", default=["prefect", "dask"])
+    parser.add_argument("--cpu", action="store_true", help="Also split CPU time by process.")
     args = parser.parse_args()
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     print(
         "| T s | mode | per_task | sims | wall s | utilisation | sims/s | mean gap s "
-        "| p95 gap s | flow CPU s/sim | retrainings |"
+        "| p95 gap s | gaps s/worker | first start s | end idle s | flow CPU s/sim | retrainings |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    cpu_rows = []
     for T in args.T:
         os.environ["EMUCAMP_BENCH_T"] = str(T)
         for mode in args.modes:
@@ -135,18 +202,37 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     store = Path(tmp) / "t.zarr"
                     spec = spec_for(store, args.workers, args.n, per_task)
-                    t0 = time.perf_counter()
-                    cpu = (
-                        run_prefect(spec) if mode == "prefect" else run_raw_dask(spec, args.workers)
-                    )
+                    # The sampler's own polling takes some of the flow's CPU: only on request.
+                    sampler = CpuSampler() if args.cpu else None
+                    with sampler or contextlib.nullcontext():
+                        cpu = (
+                            run_prefect(spec)
+                            if mode == "prefect"
+                            else run_raw_dask(spec, args.workers)
+                        )
                     m = metrics(store, args.workers, cpu)
+                    split = sampler.between(m["t0"], m["t1"]) if sampler else {}
+                    cpu_rows.append(
+                        f"| {T:g} | {mode} | {per_task} | {m['wall_s']:.1f} | "
+                        f"{split.get('flow', 0.0):.2f} | {split.get('server', 0.0):.2f} | "
+                        f"{split.get('workers', 0.0):.2f} | "
+                        f"{sum(split.values()) / (os.cpu_count() or 1) / m['wall_s']:.0%} |"
+                    )
                     print(
                         f"| {T:g} | {mode} | {per_task} | {m['n']} | {m['wall_s']:.1f} | "
                         f"{m['utilisation']:.1%} | {m['sims_per_s']:.1f} | {m['mean_gap_s']:.3f} | "
-                        f"{m['p95_gap_s']:.3f} | {m['flow_cpu_s_per_sim']:.3f} | {m['steps']} |",
+                        f"{m['p95_gap_s']:.3f} | {m['idle_s_per_worker']:.2f} | "
+                        f"{m['first_start_s']:.2f} | {m['end_idle_s']:.2f} | "
+                        f"{m['flow_cpu_s_per_sim']:.3f} | {m['steps']} |",
                         flush=True,
                     )
-                    del t0
+    if args.cpu:
+        print(
+            "\n| T s | mode | per_task | wall s | flow CPU s | server CPU s | workers CPU s "
+            "| of the machine |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(cpu_rows))
 
 
 if __name__ == "__main__":
