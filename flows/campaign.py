@@ -205,9 +205,10 @@ class ArtifactObserver(CampaignObserver):
 
     def _update(self, campaign: Campaign, stopped: str = "") -> None:
         # At most one API call a second: with cheap simulations, one per result would make
-        # the flow the bottleneck.
+        # the flow the bottleneck. (Judged here, not by whether the artifact exists yet:
+        # its creation is queued in the API thread.)
         now = time.monotonic()
-        if not stopped and self.artifact_id is not None and now - self._last < 1.0:
+        if not stopped and self._last and now - self._last < 1.0:
             return
         self._last = now
         done = campaign.state().finished
