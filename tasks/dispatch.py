@@ -115,21 +115,22 @@ def prepare_workers(
     client: Any,
     flow: FlowContext,
     setup: Callable[[], None] | None = None,
-    timeout: float = 120.0,
+    timeout: float = 60.0,
 ) -> int:
     """Ready every worker thread now for the flow's task runs; returns the threads readied.
 
     Each thread builds the flow's settings and opens its API client (what its first task
     run would otherwise do, ~0.5 s on a busy 2-core machine while the flow counts the
     simulation as running), after ``setup`` (importing the simulator, say). Best effort:
-    a worker that joins later, or a thread Dask does not pick, readies itself on its
-    first task run as before.
+    a worker that joins later, a thread Dask does not pick, or one still busy when
+    ``timeout`` runs out (on a shared scheduler these tasks queue behind other clients'
+    work) readies itself on its first task run as before.
 
     Args:
         client: A ``distributed.Client`` (the flow's ``DaskTaskRunner.client``).
         flow: The flow run's context, from :class:`FlowContext`.
         setup: Run first on each thread (must be picklable).
-        timeout: Seconds to wait for the workers.
+        timeout: Seconds to wait for the workers, at most; the campaign starts after.
     """
     settings = flow.context.get("settings_context") or {}
     futures = []
