@@ -173,6 +173,10 @@ class CampaignStore:
         self._lock = lock
         self._locks = {"samples": threading.RLock(), "other": threading.RLock()}
         self._attrs_lock = threading.Lock()
+        # A writer's own array handles: each lookup reads the array's metadata from disk,
+        # which was a quarter of a write's cost. Readers look up afresh, since a campaign
+        # may grow the arrays under them.
+        self._arrays: dict[str, zarr.Array[Any]] = {}
         attrs: dict[str, Any] = dict(group.attrs)
         self.parameters: list[str] = list(attrs["parameters"])
         self.outputs: list[str] = list(attrs["outputs"])
@@ -391,8 +395,13 @@ class CampaignStore:
                     a.resize((count, *a.shape[1:]))
 
     def _array(self, name: str) -> zarr.Array[Any]:
-        a = self._group[name]
-        assert isinstance(a, zarr.Array)
+        a = self._arrays.get(name)
+        if a is None:
+            found = self._group[name]
+            assert isinstance(found, zarr.Array)
+            a = found
+            if self.writable:
+                self._arrays[name] = a
         return a
 
     def _load_mirror(self, n: int) -> None:
@@ -590,6 +599,7 @@ class CampaignStore:
             raise StoreError(f"{self.path}: already holds a candidate pool")
         for name in [k for k in self._group.array_keys() if k.startswith("candidate")]:
             del self._group[name]  # left by a crash before the pool was whole
+            self._arrays.pop(name, None)
         N, m = len(ids), len(self.outputs)
         chunk = min(max(N, 1), _CANDIDATE_CHUNK)
 
