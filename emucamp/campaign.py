@@ -83,6 +83,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _REFIT_GROWTH = 0.10
+_MODEL_SAVE_SPACING = 20.0  # store a model once the last save is 20x its own cost old
 _SELECT_BATCH = 64  # points chosen in one selection call before their packs go out
 
 
@@ -95,6 +96,17 @@ def _groups(sizes: list[int], batch: int) -> list[list[int]]:
         else:
             groups.append([k])
     return groups
+
+
+def _clipped(sizes: list[int], total: int) -> list[int]:
+    """The leading pack sizes that hold at most ``total`` simulations, the last one cut."""
+    out: list[int] = []
+    for k in sizes:
+        if total <= 0:
+            break
+        out.append(min(k, total))
+        total -= out[-1]
+    return out
 
 
 @functools.cache
@@ -265,10 +277,10 @@ class _PackSizer:
     simulations of different packs (the flow's refill, the task's dispatch and set-up: the
     gap from its previous simulation's end to the pack's first start, smoothed) stays under
     ``overhead`` of the pack's simulation time. Whenever that gap shows (over ``overhead`` of
-    a pack, and always with ``"auto"`` until measured), one more pack per worker is kept
-    queued so a worker starts its next pack while the flow is still preparing the one after:
-    the flow's refill then costs workers nothing. Long simulations (gap well under 2 %) run
-    with no queue, so every selection sees the newest model.
+    a pack), one more pack per worker is kept queued so a worker starts its next pack while
+    the flow is still preparing the one after: the flow's refill then costs workers nothing.
+    Long simulations (gap well under 2 %) run with no queue, so every selection sees the
+    newest model.
     """
 
     def __init__(self, per_task: int | str, overhead: float = 0.02, limit: int = 256) -> None:
@@ -413,6 +425,8 @@ class Campaign:
         self.emulator: GPEmulator | None = None
         self._reused: GPEmulator | None = None  # the stored model, when a rerun adopts it
         self._trained: frozenset[int] = frozenset()  # the samples self.emulator was fitted on
+        self._stored_model: GPEmulator | None = None  # the model the store holds, if known
+        self._model_saved = (0.0, 0.0)  # when the last model save ended (monotonic), its s
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
         self.in_flight: dict[int, tuple[JobFuture, list[int]]] = {}
@@ -547,14 +561,18 @@ class Campaign:
             self._save(fitted)
         return fitted
 
-    def _save(self, fitted: _Fitted) -> None:
-        """Store a retraining: its diagnostics, the model, the pool's scores.
+    def _save(self, fitted: _Fitted, model: bool = True) -> None:
+        """Store a retraining: its diagnostics, the model (if ``model``), the pool's scores.
 
         Runs in the fitting thread, after the loop has swapped the model in: the writes
         (~0.15 s, a dozen small arrays) would otherwise hold up the refills, or the swap.
         """
         self.store.add_step(fitted.step)
-        self.store.save_emulator(fitted.emulator.state())
+        if model:
+            began = time.perf_counter()
+            self.store.save_emulator(fitted.emulator.state())
+            self._stored_model = fitted.emulator
+            self._model_saved = (time.monotonic(), time.perf_counter() - began)
         _return_freed_memory()
         scores = fitted.pool
         if scores is None:
@@ -754,6 +772,7 @@ class Campaign:
         budget = spec.stop.max_simulations
         packer = _PackSizer(spec.execution.per_task)
         next_pack = 0
+        extended = 0  # space-filling points handed out while the first model was coming
         sent: dict[int, float] = {}  # pack -> wall-clock submit time
         ends: dict[str, float] = {}  # worker -> end of its latest simulation
         exhausted = False
@@ -765,21 +784,23 @@ class Campaign:
                 free = packer.slots(workers, len(planned)) - len(self.in_flight)
                 room = budget - self._progress.finished - self.running
                 sizes = packer.sizes(room, free, workers, len(planned)) if decision is None else []
-                if (
-                    sizes
-                    and not planned
-                    and self.emulator is None
-                    and (fit_future is not None or self.in_flight)
-                ):
-                    # Past the initial design, wait for the first model rather than spend the
-                    # budget on model-free picks (cheap simulations would outrun the fit), also
-                    # while the first model cannot be fitted yet (a lone first result). Only
-                    # with no fit coming and nothing running (every result failed) go on.
-                    sizes = []
+                idle = max(0, workers - len(self.in_flight))
+                if sizes and self.emulator is None and (fit_future is not None or self.in_flight):
+                    # Before the first model (being fitted, or waiting for a second result),
+                    # packs hold the planned inputs only: one per pack under "auto", so the
+                    # first results come as early as they can. Once those are out, an idle
+                    # worker takes one more space-filling point rather than wait, at most one
+                    # per worker in all, so cheap simulations cannot spend the budget on
+                    # model-free picks while the fit runs. Only with no fit coming and
+                    # nothing running (every result failed) do packs go out as usual.
+                    if planned:
+                        sizes = _clipped([1] * len(sizes) if packer.auto else sizes, len(planned))
+                    else:
+                        sizes = [1] * min(len(sizes), idle, max(0, workers - extended))
+                        extended += len(sizes)
                 # Packs for idle workers are chosen first; small packs share one selection
                 # and one store write; large ones go out as soon as their own points are
                 # chosen (selection grows with the batch).
-                idle = max(0, workers - len(self.in_flight))
                 groups = _groups(sizes[:idle], _SELECT_BATCH) + _groups(sizes[idle:], _SELECT_BATCH)
                 for group in groups:
                     total = sum(group)
@@ -864,7 +885,14 @@ class Campaign:
                     if fitted is not None:
                         # Selections use it at once; it is stored next, in the fitting thread.
                         self._adopt(fitted, None)
-                        save = fitter.submit(self._save, fitted)
+                        # Every retraining's diagnostics are stored; its model only once the
+                        # last model save is _MODEL_SAVE_SPACING times its own cost old. With
+                        # cheap simulations refits come every fraction of a second, and a
+                        # model save then stalled the loop's own store writes (0.5 s once,
+                        # in the throughput benchmark). The last model is stored at the end.
+                        ended, cost = self._model_saved
+                        due = time.monotonic() - ended >= _MODEL_SAVE_SPACING * cost
+                        save = fitter.submit(self._save, fitted, due)
                         save.add_done_callback(functools.partial(_stored, events, fitted))
                 for done in saved:
                     obs.on_step(done.step, self)
@@ -898,11 +926,15 @@ class Campaign:
             if kind == "saved":
                 obs.on_step(payload.step, self)
 
-        # The final emulator has seen every result.
+        # The final emulator has seen every result, and is the one stored.
         if self.emulator is None or self._progress.ok > self.emulator.n:
             fitted = self._fit(self._snapshot(), self.emulator)
             if fitted is not None:
                 self._adopt(fitted, obs)
+        final = self.emulator
+        if final is not None and final is not self._stored_model and final is not self._reused:
+            self.store.save_emulator(final.state())
+            self._stored_model = final
         if decision is None:
             decision = self.rules(self.state())
         if decision is None and exhausted:

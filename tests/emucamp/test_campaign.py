@@ -289,24 +289,64 @@ def test_gap_before_a_pack_is_measured_on_its_worker_clock():
     assert _gap_before([SimResult(3, {}, status="failed", worker="w1")], 0.0, ends) is None
 
 
-def test_no_model_free_picks_while_the_first_model_is_coming(make_spec, tmp_path):
-    """The initial design's first result comes back alone, before a model can be fitted.
+def test_idle_workers_take_one_space_filling_point_while_the_first_model_is_fitted(
+    make_spec, tmp_path, monkeypatch
+):
+    """The first fit takes 1.5 s here; simulations take 0.05 s.
 
-    The slot it frees must wait for the model (fitted once two results are in) rather than
-    take a model-free Sobol point.
+    Rather than wait for it, each idle worker takes one more space-filling point, and only
+    one per worker in all: cheap simulations must not spend the budget on model-free picks
+    while the fit runs. Every pick after those comes from the model.
     """
+    from emucamp.emulators.gp import GPEmulator
+
+    fit_at_once = GPEmulator.fit
+
+    def fit(self, X, Y, warm_start=None):
+        import time
+
+        if warm_start is None:  # the first model
+            time.sleep(1.5)
+        return fit_at_once(self, X, Y, warm_start)
+
+    monkeypatch.setattr(GPEmulator, "fit", fit)
+    monkeypatch.setenv("EMUCAMP_TEST_DELAY", "0.05")
     spec = make_spec(
-        simulator={"function": "campaign_sims:staggered"},
         design={"initial": 2, "strategy": "max-variance"},
-        stop={"max_simulations": 24},
+        stop={"max_simulations": 16},
         execution={"workers": 2, "per_task": "auto"},
     )
     outcome = run(spec)
-    assert outcome.counts["ok"] == 24
-    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
+    assert outcome.counts["ok"] == 16
+    store = CampaignStore.open(tmp_path / "t.zarr")
+    ds = store.to_xarray().load()
     origins = list(ds["origin"].values)
     assert origins[:2] == ["initial"] * 2
-    assert set(origins[2:]) == {"max-variance"}, origins
+    assert origins[2:4] == ["sobol"] * 2, origins  # one each for the 2 idle workers
+    assert set(origins[4:]) == {"max-variance"}, origins
+    submitted = ds["submitted_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    assert submitted[2:4].max() < store.steps()[0].time  # while the first model was fitted
+
+
+def test_frequent_refits_store_every_step_but_not_every_model(make_spec, tmp_path, monkeypatch):
+    """Cheap simulations bring a refit every fraction of a second: each retraining's
+    diagnostics are stored, its model only once the last save is 20 times its cost old.
+    The model the store ends with has seen every result."""
+    saved: list[int] = []
+    save = CampaignStore.save_emulator
+
+    def counted(self, state):
+        saved.append(len(state.X))
+        return save(self, state)
+
+    monkeypatch.setattr(CampaignStore, "save_emulator", counted)
+    spec = make_spec(stop={"max_simulations": 40}, execution={"workers": 2})
+    assert run(spec).counts["ok"] == 40
+    store = CampaignStore.open(tmp_path / "t.zarr")
+    steps = [step.n for step in store.steps()]
+    assert steps[-1] == 40 and len(steps) >= 4
+    assert len(saved) < len(steps), (saved, steps)
+    assert saved[-1] == 40 and load_emulator(tmp_path / "t.zarr").n == 40
 
 
 def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp_path, monkeypatch):
