@@ -352,7 +352,8 @@ def test_frequent_refits_store_every_step_but_not_every_model(make_spec, tmp_pat
 def test_refits_run_beside_the_workers_and_lose_nothing(make_spec, call_log, tmp_path, monkeypatch):
     """Each refit takes over 2 s here; simulations take 0.05 s and must not wait for it.
 
-    (Only the first model is waited for, once the initial design is done.)
+    (Only the first model is waited for, once the initial design and one space-filling
+    point per worker are done.)
     """
     from emucamp.emulators.gp import GPEmulator
 
