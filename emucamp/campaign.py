@@ -98,17 +98,6 @@ def _groups(sizes: list[int], batch: int) -> list[list[int]]:
     return groups
 
 
-def _clipped(sizes: list[int], total: int) -> list[int]:
-    """The leading pack sizes that hold at most ``total`` simulations, the last one cut."""
-    out: list[int] = []
-    for k in sizes:
-        if total <= 0:
-            break
-        out.append(min(k, total))
-        total -= out[-1]
-    return out
-
-
 @functools.cache
 def _libc() -> Any:
     try:
@@ -772,7 +761,6 @@ class Campaign:
         budget = spec.stop.max_simulations
         packer = _PackSizer(spec.execution.per_task)
         next_pack = 0
-        extended = 0  # space-filling points handed out while the first model was coming
         sent: dict[int, float] = {}  # pack -> wall-clock submit time
         ends: dict[str, float] = {}  # worker -> end of its latest simulation
         exhausted = False
@@ -784,23 +772,21 @@ class Campaign:
                 free = packer.slots(workers, len(planned)) - len(self.in_flight)
                 room = budget - self._progress.finished - self.running
                 sizes = packer.sizes(room, free, workers, len(planned)) if decision is None else []
-                idle = max(0, workers - len(self.in_flight))
-                if sizes and self.emulator is None and (fit_future is not None or self.in_flight):
-                    # Before the first model (being fitted, or waiting for a second result),
-                    # packs hold the planned inputs only: one per pack under "auto", so the
-                    # first results come as early as they can. Once those are out, an idle
-                    # worker takes one more space-filling point rather than wait, at most one
-                    # per worker in all, so cheap simulations cannot spend the budget on
-                    # model-free picks while the fit runs. Only with no fit coming and
-                    # nothing running (every result failed) do packs go out as usual.
-                    if planned:
-                        sizes = _clipped([1] * len(sizes) if packer.auto else sizes, len(planned))
-                    else:
-                        sizes = [1] * min(len(sizes), idle, max(0, workers - extended))
-                        extended += len(sizes)
+                if (
+                    sizes
+                    and not planned
+                    and self.emulator is None
+                    and (fit_future is not None or self.in_flight)
+                ):
+                    # Past the initial design, wait for the first model rather than spend the
+                    # budget on model-free picks (cheap simulations would outrun the fit), also
+                    # while the first model cannot be fitted yet (a lone first result). Only
+                    # with no fit coming and nothing running (every result failed) go on.
+                    sizes = []
                 # Packs for idle workers are chosen first; small packs share one selection
                 # and one store write; large ones go out as soon as their own points are
                 # chosen (selection grows with the batch).
+                idle = max(0, workers - len(self.in_flight))
                 groups = _groups(sizes[:idle], _SELECT_BATCH) + _groups(sizes[idle:], _SELECT_BATCH)
                 for group in groups:
                     total = sum(group)
