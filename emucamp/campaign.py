@@ -733,6 +733,7 @@ class Campaign:
             ):
                 self.emulator, self.latest_step = stored, steps[-1]
                 self._reused, self._trained = stored, frozenset(store.ids("ok"))
+                self._stored_model = stored
             else:
                 fitted = self._fit(self._snapshot(), stored)
                 if fitted is not None:
@@ -918,7 +919,7 @@ class Campaign:
             if fitted is not None:
                 self._adopt(fitted, obs)
         final = self.emulator
-        if final is not None and final is not self._stored_model and final is not self._reused:
+        if final is not None and final is not self._stored_model:
             self.store.save_emulator(final.state())
             self._stored_model = final
         if decision is None:

@@ -146,7 +146,6 @@ def prepare_workers(
                     key=key,
                     workers=[address],
                     allow_other_workers=False,
-                    pure=False,
                 )
             )
     # Each future's own wait: the runner's client is not Dask's default client.
