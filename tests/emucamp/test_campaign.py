@@ -309,6 +309,25 @@ def test_no_model_free_picks_while_the_first_model_is_coming(make_spec, tmp_path
     assert set(origins[2:]) == {"max-variance"}, origins
 
 
+def test_the_first_model_is_fitted_on_more_results_than_dimensions(make_spec, tmp_path):
+    """A 4-D GP fitted on two or three results has lengthscales that say little.
+
+    With instant simulations the design's results outrun the first fit, so that model
+    would choose the next picks: it waits for five results (dimensions + 1) instead.
+    """
+    spec = make_spec(
+        simulator={"function": "campaign_sims:smooth4d"},
+        parameters={"x3": {"low": 0.0, "high": 1.0}, "x4": {"low": 0.0, "high": 1.0}},
+        design={"initial": 10, "strategy": "max-variance"},
+        stop={"max_simulations": 30},
+        execution={"workers": 2, "per_task": "auto"},
+    )
+    outcome = run(spec)
+    assert outcome.counts["ok"] == 30
+    steps = CampaignStore.open(tmp_path / "t.zarr").steps()
+    assert steps and steps[0].n >= 5, [s.n for s in steps]
+
+
 def test_frequent_refits_store_every_step_but_not_every_model(make_spec, tmp_path, monkeypatch):
     """Cheap simulations bring a refit every fraction of a second: each retraining's
     diagnostics are stored, its model only once the last save is 20 times its cost old.

@@ -44,6 +44,11 @@ def logged(x1: float, x2: float) -> dict[str, float]:
     return {"y": smooth2d(x1, x2), "y2": x1 - x2}
 
 
+def smooth4d(x1: float, x2: float, x3: float, x4: float) -> float:
+    """A smooth function of four inputs that returns at once."""
+    return math.sin(3.0 * x1) + x2**2 - 0.5 * x3 + math.cos(2.0 * x4)
+
+
 def staggered(x1: float, x2: float) -> float:
     """:func:`smooth2d` after ``0.4 * x1`` seconds: runs end one by one, in input order."""
     time.sleep(0.4 * x1)
