@@ -197,13 +197,10 @@ def curve(function: str, strategy: str, seed: int, args: argparse.Namespace,
 
 def needed(record: dict[str, Any], target: float) -> int | None:
     """Simulations to reach ``target``: refined to one simulation where it was measured."""
-    fine = record.get("needed", {}).get(str(target), "coarse")
-    if fine != "coarse":
-        return None if fine is None else int(fine)
-    for n, e in zip(record["n"], record["nrmse"], strict=True):
-        if e <= target:
-            return int(n)
-    return None
+    fine: dict[str, int | None] = record.get("needed", {})
+    if str(target) in fine:
+        return fine[str(target)]
+    return first(record, "nrmse", target)
 
 
 def refined(record: dict[str, Any], target: float, score_at: Callable[[int], Scores]) -> int | None:
@@ -212,7 +209,7 @@ def refined(record: dict[str, Any], target: float, score_at: Callable[[int], Sco
     Every n between the last grid point above the target and the first one at or below it
     is scored in turn (the grid's own misses are kept: an earlier dip is not searched for).
     """
-    hit = needed({"n": record["n"], "nrmse": record["nrmse"]}, target)
+    hit = first(record, "nrmse", target)
     if hit is None:
         return None
     below = [n for n in record["n"] if n < hit]

@@ -763,8 +763,11 @@ class Campaign:
         packer = _PackSizer(spec.execution.per_task)
         # The first model drives the first picks: fitted on fewer results than dimensions,
         # its lengthscales say little (8-D Borehole: fitted on 3 of the 18 design runs, it
-        # chose the next 40 while cheap runs outpaced the refits).
+        # chose the next 40 while cheap runs outpaced the refits). Once a model exists, the
+        # refit rule below asks for more than it saw anyway.
         first_fit = max(2, min(self.space.dim + 1, spec.initial_points))
+        if self.emulator is not None:
+            first_fit = 2
         next_pack = 0
         sent: dict[int, float] = {}  # pack -> wall-clock submit time
         ends: dict[str, float] = {}  # worker -> end of its latest simulation
@@ -892,8 +895,7 @@ class Campaign:
                 # least one, and 10 % more than the last fit saw, so that refits (O(n^3))
                 # stay a fraction of the machine however long the campaign runs.
                 enough = max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
-                least = 2 if self.emulator is not None else first_fit
-                if fit_future is None and self._progress.ok >= max(enough, least):
+                if fit_future is None and self._progress.ok >= max(enough, first_fit):
                     fitted_on = self._progress.ok
                     fit_future = fitter.submit(self._fit, self._snapshot(), self.emulator, False)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
