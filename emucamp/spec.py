@@ -288,6 +288,14 @@ class DesignSection(_Section):
     mc_points: int = Field(
         default=1024, ge=16, le=8192, description="Integration points of integrated-variance."
     )
+    model_lag: float | None = Field(
+        default=None,
+        gt=0,
+        description="While a retraining runs, how many points one model may choose, as a "
+        "fraction of the results it was fitted on (never fewer than one per worker), before "
+        "idle workers wait for the new model. Default: no limit, workers never wait for a "
+        "refit. 0.25 suits simulations faster than a fit, where runs count more than idle time.",
+    )
 
 
 class StopSection(_Section):

@@ -41,7 +41,10 @@ def screening_spec(tmp_path: Path, sims_dir: Path, pool_path: Path, **over: Any)
         "outputs": {"y": {}},
         "pool": {"path": str(pool_path), "id": "name"},
         "goal": {"output": "y", "below": 1.2},
-        "design": {"initial": 8, "strategy": "straddle"},
+        # Instant simulations stand in for expensive ones: each model chooses at most a
+        # quarter of its n, as slow simulations would let it (else the count of runs follows
+        # the loop's speed).
+        "design": {"initial": 8, "strategy": "straddle", "model_lag": 0.25},
         "stop": {"max_simulations": 150, "screening_confidence": 0.99},
         "execution": {"workers": 2, "per_task": 2},
     }

@@ -119,6 +119,7 @@ MALFORMED: list[tuple[str, str, str]] = [
         "design.initial_method",
     ),
     ("mc-points-too-few", toml(extra="[design]\nmc_points = 4\n"), "design.mc_points"),
+    ("model-lag-zero", toml(extra="[design]\nmodel_lag = 0\n"), "design.model_lag"),
     (
         "max-fit-points-too-few",
         toml(extra="[emulator]\nmax_fit_points = 1\n"),
