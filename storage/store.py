@@ -29,6 +29,7 @@ per recorded result, and no consolidated metadata is kept (it would go stale).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync as zarr_sync
 
 from emucamp.errors import StoreError
 from emucamp.storage.lock import StoreLock
@@ -151,6 +153,43 @@ def _writing(
 
 _writes = _writing("other")
 _writes_samples = _writing("samples")
+
+# An array and its writes, in order: (rows, values), rows None to append.
+Parts = list[tuple[slice | None, np.ndarray]]
+Writes = tuple["zarr.Array[Any]", Parts]
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted unique ``idx`` as ``(start, stop)`` runs of consecutive ids."""
+    if not len(idx):
+        return []
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(idx)]])
+    return [(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+def _write_together(writes: Sequence[Writes]) -> None:
+    """Write several arrays concurrently, in one round trip to Zarr's I/O thread.
+
+    Each synchronous Zarr call hands over to Zarr's event-loop thread and back. While other
+    threads of the process keep the GIL busy (a GP fit, the Dask client, Prefect's client),
+    each hand-over waits out switch intervals: in the flow, appending 52 rows to the store's
+    17 sample arrays one by one took 0.3-0.5 s, against 0.03 s alone. One array's own
+    writes stay in order (two of them may share a chunk).
+    """
+
+    async def write(array: zarr.AsyncArray[Any], parts: Parts) -> None:
+        for rows, values in parts:
+            if rows is None:
+                await array.append(values, axis=0)
+            else:
+                await array.setitem(rows, values)
+
+    async def gather() -> None:
+        await asyncio.gather(*(write(a.async_array, parts) for a, parts in writes))
+
+    zarr_sync(gather())
 
 
 class CampaignStore:
@@ -466,8 +505,7 @@ class CampaignStore:
             started_at=np.full(k, math.nan),
             finished_at=np.full(k, math.nan),
         )
-        for name in self._sample_arrays():
-            self._array(name).append(columns[name], axis=0)
+        _write_together([(self._array(n), [(None, columns[n])]) for n in self._sample_arrays()])
         # The committed count is written last: a crash before it leaves rows _repair trims.
         self._set_attrs({"n_samples": n0 + k})
         self._X = np.vstack([self._X, X])
@@ -522,8 +560,22 @@ class CampaignStore:
             # last: a row reads as done only once the rest of it is written
             ("status", np.array([r.status for r in results], dtype=object)),
         ]
-        for name, values in columns:
-            self._array(name).oindex[idx] = values
+        # Rows go in as runs of consecutive ids (a pack's results are one run); the last of a
+        # repeated id wins, as in single writes. Status goes in a second round trip, after
+        # the rest of its rows.
+        _, last = np.unique(idx[::-1], return_index=True)
+        keep = len(idx) - 1 - last  # positions in idx, by id
+        runs = _runs(idx[keep])
+        for part in (columns[:-1], columns[-1:]):
+            writes: list[Writes] = []
+            for name, values in part:
+                kept, offset = values[keep], 0
+                parts: Parts = []
+                for start, stop in runs:
+                    parts.append((slice(start, stop), kept[offset : offset + stop - start]))
+                    offset += stop - start
+                writes.append((self._array(name), parts))
+            _write_together(writes)
         self._Y[idx] = Y
         for r in results:
             self._status[r.sample_id] = r.status
@@ -690,8 +742,7 @@ class CampaignStore:
             "step_loo_coverage": np.asarray(step.loo_coverage, dtype=float)[None, :],
             "step_lengthscale": np.asarray(step.lengthscales, dtype=float)[None, :, :],
         }
-        for name in self._step_arrays():
-            self._array(name).append(rows[name], axis=0)
+        _write_together([(self._array(n), [(None, rows[n])]) for n in self._step_arrays()])
         self._n_steps = k + 1
         self._set_attrs({"n_steps": self._n_steps})
         return k

@@ -217,6 +217,37 @@ def test_any_sequence_of_records_reads_back_identically(tmp_path_factory, rows):
             assert math.isnan(ds["u"].values[i])
 
 
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(st.lists(st.integers(0, 519), min_size=1, max_size=24), min_size=1, max_size=4)
+)
+def test_batches_of_results_in_any_order_land_in_their_own_rows(tmp_path_factory, batches):
+    # Ids out of order, with gaps, repeated, and on both sides of a chunk boundary (512).
+    path = tmp_path_factory.mktemp("batches") / "b.zarr"
+    expected: dict[int, float] = {}
+    with CampaignStore.create(path, PARAMS, OUTPUTS) as s:
+        s.add_pending(np.zeros((520, 2)), 0, "initial")
+        for b, ids in enumerate(batches):
+            results = [
+                SimResult(i, {}, {"u": 1000.0 * b + k, "v": -float(i)}, worker=f"w{b}-{k}")
+                for k, i in enumerate(ids)
+            ]
+            s.record_many(results)
+            expected.update({i: 1000.0 * b + k for k, i in enumerate(ids)})  # the last wins
+    ds = xr.open_zarr(path, consolidated=False).load()
+    reopened = CampaignStore.open(path)
+    done = sorted(expected)
+    assert reopened.ids("ok") == done
+    assert [int(i) for i in np.flatnonzero(ds["status"].values == "ok")] == done
+    np.testing.assert_array_equal(ds["u"].values[done], [expected[i] for i in done])
+    np.testing.assert_array_equal(ds["v"].values[done], [-float(i) for i in done])
+    untouched = np.setdiff1d(np.arange(520), done)
+    assert np.isnan(ds["u"].values[untouched]).all()
+    assert set(ds["worker"].values[untouched]) <= {""}
+
+
 def test_a_store_from_before_extra_outputs_gains_the_column_on_reopen(store, tmp_path):
     store.add_pending(np.array([[0.1, 1.0], [0.2, 2.0]]), 0, "initial")
     store.record(ok_result(0, 0.1, 1.0, 5.0, 6.0))
