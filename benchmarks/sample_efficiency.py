@@ -13,6 +13,11 @@ normalised outputs, 3 restarts) on the Sobol designs: what many scientists would
     python benchmarks/sample_efficiency.py --functions branin ishigami hartmann6 borehole \
         --strategies sobol lhs max-variance integrated-variance sklearn --seeds 5 --budget 200
 
+The simulations here are instant, standing in for expensive ones. Their campaigns set
+``[design] model_lag = 0.25`` so that each model chooses at most a quarter of its n, as the
+refit schedule lets it when simulations are slower than a fit (``--model-lag 0``: no cap,
+and the loop's speed decides how many picks each model makes).
+
 The "sims to" counts are refined to one simulation: below the grid's first n at or under a
 target, every n back to the previous grid point is scored (``--no-refine``: the grid's n).
 
@@ -63,6 +68,7 @@ CHECKPOINTS = (25, 50, 100, 200)
 PRIORS = "none"  # set by --priors
 KERNEL = "rbf"  # set by --kernel
 POSITIVE = False  # set by --positive: the output modelled on a log scale
+MODEL_LAG: float | None = 0.25  # set by --model-lag ([design] model_lag; 0: none)
 TARGETS = (0.05, 0.01)
 NEEDED_TARGETS = (0.05, 0.01, 0.001)  # the "sims to" columns
 
@@ -137,7 +143,7 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
         "simulator": {"function": SIMULATORS[function]},
         "parameters": params,
         "outputs": {"y": {"positive": POSITIVE}},
-        "design": {"strategy": strategy},
+        "design": {"strategy": strategy, "model_lag": MODEL_LAG},
         "emulator": {"priors": PRIORS, "kernel": KERNEL},
         "stop": {"max_simulations": budget, "target_std": target_std,
                  "max_failure_rate": 1.0},
@@ -334,6 +340,12 @@ def main() -> None:
         "--positive", action="store_true", help="Declare the output positive: the GP models log y."
     )
     parser.add_argument(
+        "--model-lag",
+        type=float,
+        default=0.25,
+        help="The campaigns' [design] model_lag (0: none, the loop's speed decides).",
+    )
+    parser.add_argument(
         "--tables-from",
         type=Path,
         nargs="+",
@@ -346,8 +358,9 @@ def main() -> None:
             records = [r for r in saved if r["function"] == function]
             print(table(function, records), tracking(function, records), sep="\n\n", end="\n\n")
         return
-    global PRIORS, KERNEL, POSITIVE
+    global PRIORS, KERNEL, POSITIVE, MODEL_LAG
     PRIORS, KERNEL, POSITIVE = args.priors, args.kernel, args.positive
+    MODEL_LAG = args.model_lag or None
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for function in args.functions:

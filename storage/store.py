@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync as zarr_sync
+from zarr.core.sync import sync as zarr_sync  # the bridge every zarr.Array call takes (pinned <3.2)
 
 from emucamp.errors import StoreError
 from emucamp.storage.lock import StoreLock

@@ -445,6 +445,8 @@ def test_a_grey_box_campaign_meets_its_target_with_fewer_simulations(make_spec, 
             # budget leaves room, or a slow trajectory fails the test for the wrong reason.
             stop={"max_simulations": 80, "target_std": 0.02},
             emulator=emulator,
+            # Instant simulations standing in for expensive ones (see the screening tests).
+            design={"model_lag": 0.25},
         )
         outcome = run(spec)
         assert outcome.rule == "target_std"

@@ -86,7 +86,10 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
 
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("EMUCAMP_TEST_LOG", str(log))
-    spec = spec_for(tmp_path, sims_dir, "flow-target")
+    # Instant simulations standing in for expensive ones: each model chooses at most a
+    # quarter of its n, as slow simulations would let it (else the runs to the target follow
+    # the loop's speed).
+    spec = spec_for(tmp_path, sims_dir, "flow-target", design={"model_lag": 0.25})
     outcome = run_campaign(spec)
 
     assert outcome["rule"] == "target_std"
@@ -237,7 +240,7 @@ def test_flow_screens_a_pool_in_packs_and_shows_it(prefect_api, tmp_path, sims_d
         parameters={"x1": {}, "x2": {}},
         pool={"path": str(tmp_path / "pool.csv")},
         goal={"output": "y", "above": 1.5},
-        design={"strategy": "straddle", "initial": 8},
+        design={"strategy": "straddle", "initial": 8, "model_lag": 0.25},
         stop={"max_simulations": 200, "target_std": None, "screening_accuracy": 0.995},
         execution={"workers": 2, "per_task": 16},
     )
