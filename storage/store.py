@@ -155,21 +155,24 @@ _writes = _writing("other")
 _writes_samples = _writing("samples")
 
 # An array and its writes, in order: (rows, values), rows None to append.
-Parts = list[tuple[slice | None, np.ndarray]]
-Writes = tuple["zarr.Array[Any]", Parts]
+_Parts = list[tuple[slice | None, np.ndarray]]
+_Writes = tuple["zarr.Array[Any]", _Parts]
 
 
-def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted unique ``idx`` as ``(start, stop)`` runs of consecutive ids."""
+def _runs(idx: np.ndarray) -> list[tuple[slice, slice]]:
+    """Sorted unique ``idx`` as runs of consecutive ids: (store rows, positions in ``idx``)."""
     if not len(idx):
         return []
     breaks = np.flatnonzero(np.diff(idx) != 1) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [len(idx)]])
-    return [(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+    return [
+        (slice(int(idx[a]), int(idx[b - 1]) + 1), slice(int(a), int(b)))
+        for a, b in zip(starts, stops, strict=True)
+    ]
 
 
-def _write_together(writes: Sequence[Writes]) -> None:
+def _write_together(writes: Sequence[_Writes]) -> None:
     """Write several arrays concurrently, in one round trip to Zarr's I/O thread.
 
     Each synchronous Zarr call hands over to Zarr's event-loop thread and back. While other
@@ -179,7 +182,7 @@ def _write_together(writes: Sequence[Writes]) -> None:
     writes stay in order (two of them may share a chunk).
     """
 
-    async def write(array: zarr.AsyncArray[Any], parts: Parts) -> None:
+    async def write(array: zarr.AsyncArray[Any], parts: _Parts) -> None:
         for rows, values in parts:
             if rows is None:
                 await array.append(values, axis=0)
@@ -524,7 +527,7 @@ class CampaignStore:
 
     @_writes_samples
     def record_many(self, results: Sequence[SimResult]) -> None:
-        """Write several outcomes at once: one write per variable and chunk touched.
+        """Write several outcomes at once: one write per variable and run of consecutive ids.
 
         Cost is independent of the store's size; results that arrive together (a packed
         task, a burst of completions) share the writes.
@@ -567,15 +570,10 @@ class CampaignStore:
         keep = len(idx) - 1 - last  # positions in idx, by id
         runs = _runs(idx[keep])
         for part in (columns[:-1], columns[-1:]):
-            writes: list[Writes] = []
-            for name, values in part:
-                kept, offset = values[keep], 0
-                parts: Parts = []
-                for start, stop in runs:
-                    parts.append((slice(start, stop), kept[offset : offset + stop - start]))
-                    offset += stop - start
-                writes.append((self._array(name), parts))
-            _write_together(writes)
+            _write_together([
+                (self._array(name), [(rows, values[keep[at]]) for rows, at in runs])
+                for name, values in part
+            ])  # fmt: skip
         self._Y[idx] = Y
         for r in results:
             self._status[r.sample_id] = r.status
