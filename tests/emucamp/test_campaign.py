@@ -70,7 +70,9 @@ def held_out_nrmse(store: Path) -> float:
 
 
 def test_campaign_stops_when_the_uncertainty_target_holds(make_spec, call_log, tmp_path):
-    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60})
+    # Instant simulations standing in for expensive ones (see the screening tests): without
+    # the cap, the runs to the target follow the loop's speed, and 60 was sometimes not enough.
+    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60}, design={"model_lag": 0.25})
 
     class Recorder(CampaignObserver):
         def __init__(self) -> None:
@@ -522,7 +524,7 @@ def test_a_field_of_the_wrong_size_is_a_failed_run_naming_it(tmp_path, sims_dir)
 
 
 def test_rerunning_a_campaign_that_met_its_target_reuses_its_model(make_spec, tmp_path):
-    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60})
+    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60}, design={"model_lag": 0.25})
     first = run(spec)
     store = CampaignStore.open(tmp_path / "t.zarr")
     steps, samples = store.n_steps, store.n_samples
@@ -533,7 +535,7 @@ def test_rerunning_a_campaign_that_met_its_target_reuses_its_model(make_spec, tm
     assert (store.n_steps, store.n_samples) == (steps, samples)
     # Changed emulator settings are a reason to refit.
     refit = run(make_spec(stop={"target_std": 0.05, "max_simulations": 60},
-                          emulator={"noise_floor": 1e-4}))  # fmt: skip
+                          design={"model_lag": 0.25}, emulator={"noise_floor": 1e-4}))  # fmt: skip
     assert CampaignStore.open(tmp_path / "t.zarr").n_steps > steps and refit.rule
 
 
@@ -543,7 +545,7 @@ def test_a_finished_campaign_stays_finished_when_its_final_model_sits_across_the
     """The final refit (on the runs drained after the rule fired) may miss a LOO target."""
     from dataclasses import replace
 
-    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60})
+    spec = make_spec(stop={"target_std": 0.05, "max_simulations": 60}, design={"model_lag": 0.25})
     first = run(spec)
     assert first.rule == "target_std"
     with CampaignStore.open(tmp_path / "t.zarr", mode="a") as store:
@@ -554,7 +556,9 @@ def test_a_finished_campaign_stays_finished_when_its_final_model_sits_across_the
     assert (again.rule, again.simulated) == ("target_std", 0)
     assert CampaignStore.open(tmp_path / "t.zarr").n_samples == samples
     # A tightened target is a reason to go on.
-    tighter = run(make_spec(stop={"target_std": 0.01, "max_simulations": 60}))
+    tighter = run(
+        make_spec(stop={"target_std": 0.01, "max_simulations": 60}, design={"model_lag": 0.25})
+    )
     assert tighter.simulated > 0
 
 
