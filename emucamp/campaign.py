@@ -85,6 +85,10 @@ log = logging.getLogger(__name__)
 _REFIT_GROWTH = 0.10
 _MODEL_SAVE_SPACING = 20.0  # store a model once the last save is 20x its own cost old
 _SELECT_BATCH = 64  # points chosen in one selection call before their packs go out
+# Streamed records wait at most this long (s) for a write of their own. Written one by one
+# as they came, cheap simulations' records (40/s at T = 0.2 s on 8 workers) took the loop's
+# thread from its refills; they go in with the next pack's results or the next refit's.
+_STREAM_FLUSH = 1.0
 
 
 def _groups(sizes: list[int], batch: int) -> list[list[int]]:
@@ -132,6 +136,15 @@ def _stored(events: queue.Queue[tuple[str, Any]], fitted: _Fitted, future: cf.Fu
 
 def _notify(events: queue.Queue[tuple[str, Any]], sample_id: int, _future: object) -> None:
     events.put(("result", sample_id))
+
+
+def _refit_at(fitted_on: int) -> int:
+    """Successful results at which a model fitted on ``fitted_on`` is refitted."""
+    return max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
+
+
+def _streamed(events: queue.Queue[tuple[str, Any]], result: SimResult) -> None:
+    events.put(("sim", result))
 
 
 def _gap_before(
@@ -419,6 +432,8 @@ class Campaign:
         self.latest_step: StepRecord | None = None
         self.started = time.monotonic()
         self.in_flight: dict[int, tuple[JobFuture, list[int]]] = {}
+        # Samples of packs in flight whose records the executor streamed, already recorded.
+        self._streamed: set[int] = set()
         self._strategy: Strategy | PoolStrategy | None = None
         self._progress = _Progress()
         self._load_progress()
@@ -755,6 +770,14 @@ class Campaign:
             decision = StopDecision(rule, reason)
 
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        # Executors that stream records let a pack's results in one by one, as they end.
+        subscribe = getattr(executor, "subscribe", None)
+        stop_stream = None
+        if callable(subscribe):
+            stop_stream = subscribe(functools.partial(_streamed, events))
+        in_pack: set[int] = set()  # samples of the packs in flight
+        held: dict[int, SimResult] = {}  # streamed, not yet recorded
+        held_since = 0.0
         fitter = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="emucamp-fit")
         if self.emulator is None:
             fitter.submit(warm_up)  # beside the initial design, not before the first model
@@ -833,6 +856,7 @@ class Campaign:
                         jobs = [SimJob(sid, self._inputs_of(sid)) for sid in pack]
                         future = executor.submit(jobs)
                         self.in_flight[next_pack] = (future, pack)
+                        in_pack.update(pack)
                         sent[next_pack] = time.time()
                         future.add_done_callback(functools.partial(_notify, events, next_pack))
                         next_pack += 1
@@ -848,8 +872,9 @@ class Campaign:
                     break
 
                 # Take every event that is ready: a burst of results is recorded in one write.
+                wait = 1.0 if not held else held_since + _STREAM_FLUSH - time.monotonic()
                 try:
-                    batch = [events.get(timeout=1.0)]
+                    batch = [events.get(timeout=max(0.0, wait))]
                 except queue.Empty:
                     batch = []
                 while True:
@@ -858,7 +883,24 @@ class Campaign:
                     except queue.Empty:
                         break
 
+                for kind, payload in batch:
+                    sid = payload.sample_id if kind == "sim" else -1
+                    # Late (its pack is recorded) or repeated (a rerun pack): dropped.
+                    if sid in in_pack and sid not in self._streamed and sid not in held:
+                        if not held:
+                            held_since = time.monotonic()
+                        held[sid] = payload
                 results: list[SimResult] = []
+                if held:
+                    ok = self._progress.ok + sum(r.ok for r in held.values())
+                    if (
+                        any(kind == "result" for kind, _ in batch)
+                        or (fit_future is None and ok >= max(_refit_at(fitted_on), first_fit))
+                        or time.monotonic() - held_since >= _STREAM_FLUSH
+                    ):
+                        results += held.values()
+                        self._streamed.update(held)
+                        held.clear()
                 fit_done = False
                 saved: list[_Fitted] = []
                 for kind, payload in batch:
@@ -867,23 +909,17 @@ class Campaign:
                         records = self._results_of(future, ids)
                         gap = _gap_before(records, sent.pop(int(payload)), ends)
                         packer.observed(records, gap)
-                        results += records
+                        # A streamed record is in already; it also outlives a worker that
+                        # died later in the pack (the future then fails every job).
+                        results += [r for r in records if r.sample_id not in self._streamed]
+                        in_pack.difference_update(ids)
+                        self._streamed.difference_update(ids)
                     elif kind == "fit":
                         fit_done = True
                     elif kind == "saved":
                         saved.append(payload)
                 if results:
-                    store.record_many(results)
-                    p = self._progress
-                    for result in results:
-                        p.finished += 1
-                        if result.ok:
-                            p.ok += 1
-                        else:
-                            p.failed += 1
-                            p.errors.append(result.error)
-                    for result in results:
-                        obs.on_result(result, self)
+                    self._record(results, obs)
                 if fit_done:
                     assert fit_future is not None
                     try:
@@ -910,8 +946,7 @@ class Campaign:
                 # Retrain beside the running simulations once enough new results are in: at
                 # least one, and 10 % more than the last fit saw, so that refits (O(n^3))
                 # stay a fraction of the machine however long the campaign runs.
-                enough = max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
-                if fit_future is None and self._progress.ok >= max(enough, first_fit):
+                if fit_future is None and self._progress.ok >= max(_refit_at(fitted_on), first_fit):
                     fitted_on = self._progress.ok
                     fit_future = fitter.submit(self._fit, self._snapshot(), self.emulator, False)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
@@ -925,10 +960,18 @@ class Campaign:
             interrupted = False
         finally:
             # Whatever is still running stays `pending` in the store: a rerun runs it again.
+            if stop_stream is not None:
+                stop_stream()
+            if held:  # finished simulations are kept, whatever ended the loop
+                try:
+                    self._record(list(held.values()), obs)
+                except Exception as exc:  # they stay pending: a rerun runs them again
+                    log.warning("recording %d streamed results failed: %s", len(held), exc)
             for future, _ in self.in_flight.values():
                 with contextlib.suppress(Exception):
                     future.cancel()
             self.in_flight.clear()
+            self._streamed.clear()
             fitter.shutdown(wait=not interrupted, cancel_futures=interrupted)
         # Retrainings stored since the loop last looked (the shutdown waited for them).
         while not events.empty():
@@ -967,6 +1010,20 @@ class Campaign:
         obs.on_stop(outcome, self)
         return outcome
 
+    def _record(self, results: list[SimResult], obs: CampaignObserver) -> None:
+        """Write records to the store in one go and count them."""
+        self.store.record_many(results)
+        p = self._progress
+        for result in results:
+            p.finished += 1
+            if result.ok:
+                p.ok += 1
+            else:
+                p.failed += 1
+                p.errors.append(result.error)
+        for result in results:
+            obs.on_result(result, self)
+
     def _record_sensitivity(self) -> None:
         """Sobol indices of the final emulator, into the store (``emucamp sensitivity``)."""
         if self.emulator is None or self.emulator.n < 4:
@@ -987,7 +1044,7 @@ class Campaign:
     @property
     def running(self) -> int:
         """Simulations submitted and not yet finished."""
-        return sum(len(ids) for _, ids in self.in_flight.values())
+        return sum(len(ids) for _, ids in self.in_flight.values()) - len(self._streamed)
 
     def _results_of(self, future: JobFuture, ids: list[int]) -> list[SimResult]:
         """A pack's records; an infrastructure failure (lost worker, ...) fails each job."""

@@ -6,17 +6,37 @@ has ``add_done_callback``, ``result() -> list[SimResult]`` and ``cancel()``;
 running several simulations in turn: cheap simulations amortise the per-task cost. The
 Prefect flow brings its own executor (``emucamp.flows``), so a notebook can run a campaign
 with a plain Dask client and no Prefect server.
+
+An executor may also stream each simulation's record as it ends (``subscribe``): the loop
+then records a pack's results one by one, not when the whole pack is done, so a long pack's
+finished runs are in the store (and in the next model) at once, and survive a worker that
+dies before the pack ends. On Dask the records travel as worker events
+(``Worker.log_event``, ``Client.subscribe_topic``) through the scheduler.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
+import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from emucamp.simulator import SimJob, SimResult, SimulationRunner
 
-__all__ = ["DaskExecutor", "Executor", "JobFuture", "PoolExecutor"]
+__all__ = [
+    "DaskExecutor",
+    "DaskResultStream",
+    "Executor",
+    "JobFuture",
+    "PoolExecutor",
+    "dask_reporter",
+    "run_pack",
+]
+
+log = logging.getLogger(__name__)
+Report = Callable[[SimResult], None]
 
 
 class JobFuture(Protocol):
@@ -36,11 +56,80 @@ class JobFuture(Protocol):
 
 
 class Executor(Protocol):
-    """Runs packs of jobs."""
+    """Runs packs of jobs.
+
+    Executors that can also stream records have ``subscribe(report) -> stop | None``:
+    ``report(record)`` is then called (from any thread) as each simulation of a pack ends,
+    besides the pack's future; ``stop()`` ends the stream. ``None`` means no stream.
+    """
 
     def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
         """Start a pack of jobs (run one after another in one task); return its future."""
         ...
+
+
+def dask_reporter(topic: str | None) -> Report | None:
+    """On a Dask worker, a ``report`` that sends each record to ``topic``'s subscribers.
+
+    ``None`` without a topic or outside a Dask worker (the pack then reports nothing).
+    """
+    if topic is None:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+
+    def report(result: SimResult) -> None:
+        # Plain fields only: worker events must be msgpack-serialisable. Nested, since the
+        # scheduler adds its own "worker" key to a worker's event.
+        worker.log_event(topic, {"record": dataclasses.asdict(result)})
+
+    return report
+
+
+def run_pack(
+    runner: SimulationRunner, jobs: list[SimJob], topic: str | None = None
+) -> list[SimResult]:
+    """Run a pack on a Dask worker, streaming each record to ``topic`` as it ends."""
+    return runner.run_many(jobs, dask_reporter(topic))
+
+
+class DaskResultStream:
+    """The flow-side end of :func:`dask_reporter`: records from workers, as they end.
+
+    Args:
+        client: A connected ``distributed.Client``.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.topic = f"emucamp-results-{uuid.uuid4().hex}"
+        self._on = False
+
+    def subscribe(self, report: Report) -> Callable[[], None]:
+        """Call ``report(record)`` (on the client's event loop) for each streamed record."""
+
+        def handle(event: tuple[float, Any]) -> None:
+            try:
+                report(SimResult(**event[1]["record"]))
+            except Exception as exc:  # the pack's future still brings the record
+                log.warning("a streamed simulation record was dropped: %s", exc)
+
+        self.client.subscribe_topic(self.topic, handle)
+        self._on = True
+        return self.stop
+
+    def stop(self) -> None:
+        """Stop listening (records still in transit are dropped: the futures carry them)."""
+        if self._on:
+            self._on = False
+            try:
+                self.client.unsubscribe_topic(self.topic)
+            except Exception as exc:  # a client already closed has nothing to stop
+                log.debug("unsubscribing %s: %s", self.topic, exc)
 
 
 class PoolExecutor:
@@ -54,12 +143,25 @@ class PoolExecutor:
 
     def __init__(self, runner: SimulationRunner, workers: int = 4, processes: bool = False) -> None:
         self.runner = runner
+        self.processes = processes
         pool_cls = cf.ProcessPoolExecutor if processes else cf.ThreadPoolExecutor
         self._pool: cf.Executor = pool_cls(max_workers=workers)
+        self._report: Report | None = None
+
+    def subscribe(self, report: Report) -> Callable[[], None] | None:
+        """Stream records from a thread pool (a process pool streams none)."""
+        if self.processes:
+            return None
+        self._report = report
+
+        def stop() -> None:
+            self._report = None
+
+        return stop
 
     def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
         """Submit one pack to the pool."""
-        future: JobFuture = self._pool.submit(self.runner.run_many, list(jobs))
+        future: JobFuture = self._pool.submit(self.runner.run_many, list(jobs), self._report)
         return future
 
     def shutdown(self) -> None:
@@ -84,13 +186,28 @@ class DaskExecutor:
     def __init__(self, client: Any, runner: SimulationRunner) -> None:
         self.client = client
         self.runner = runner
+        self._stream = DaskResultStream(client)
+        self._topic: str | None = None
+
+    def subscribe(self, report: Report) -> Callable[[], None]:
+        """Stream each record from the workers as it ends."""
+        stop = self._stream.subscribe(report)
+        self._topic = self._stream.topic
+
+        def unsubscribe() -> None:
+            self._topic = None
+            stop()
+
+        return unsubscribe
 
     def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
         """Submit one pack; its Dask key names its first sample and its size."""
         first = jobs[0]
         future: JobFuture = self.client.submit(
-            self.runner.run_many,
+            run_pack,
+            self.runner,
             list(jobs),
+            self._topic,
             pure=False,
             key=f"simulate-{first.sample_id}x{len(jobs)}-{first.attempt}-{id(jobs):x}",
         )

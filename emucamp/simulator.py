@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import math
 import os
 import signal
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 Status = Literal["ok", "failed", "timeout"]
+log = logging.getLogger(__name__)
 _TAIL_CHARS = 2000  # of stderr and error messages kept in the store
 _STDOUT_CHARS = 1 << 20  # of stdout searched for the last line (it may hold many outputs)
 
@@ -485,9 +487,27 @@ class SimulationRunner:
     positive: tuple[str, ...] = ()
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
-    def run_many(self, jobs: Sequence[SimJob]) -> list[SimResult]:
-        """Run a pack of jobs one after another (several cheap simulations in one task)."""
-        return [self(job) for job in jobs]
+    def run_many(
+        self, jobs: Sequence[SimJob], report: Callable[[SimResult], None] | None = None
+    ) -> list[SimResult]:
+        """Run a pack of jobs one after another (several cheap simulations in one task).
+
+        Args:
+            jobs: The pack, run in order.
+            report: Called with each job's final record as soon as it has one, so the
+                campaign can record it before the rest of the pack has run. A failing
+                ``report`` is logged and the pack runs on: the records are also returned.
+        """
+        results = []
+        for job in jobs:
+            result = self(job)
+            if report is not None:
+                try:
+                    report(result)
+                except Exception as exc:  # the pack's return value still carries it
+                    log.warning("reporting sample %d failed: %s", job.sample_id, exc)
+            results.append(result)
+        return results
 
     def __call__(self, job: SimJob) -> SimResult:
         """Run ``job`` until it succeeds or its attempts are used up; return the last record."""

@@ -38,6 +38,7 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect_dask.task_runners import DaskTaskRunner
 
 from emucamp.cluster import api_prologue, cluster_class, job_name
+from emucamp.executors import DaskResultStream
 from emucamp.observer import CampaignObserver, CampaignOutcome
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
@@ -128,6 +129,7 @@ class PrefectTaskExecutor:
         runner_ = context.task_runner if context is not None else None
         self.client = runner_.client if isinstance(runner_, DaskTaskRunner) else None
         self._flow = FlowContext() if self.client is not None else None
+        self._topic: str | None = None
 
     def prepare_workers(self) -> None:
         """Ready every Dask worker before the first simulation is submitted.
@@ -146,13 +148,35 @@ class PrefectTaskExecutor:
         except Exception as exc:  # an optimisation, never a reason to fail the campaign
             get_run_logger().warning("preparing the Dask workers failed: %s", exc)
 
+    def subscribe(self, report: Callable[[SimResult], None]) -> Callable[[], None] | None:
+        """Stream each record from the Dask workers as it ends (other task runners: none).
+
+        A task run's result reaches the flow only after its final state's API calls
+        (0.2-0.6 s on a busy 2-core machine); the stream brings the record in ~10 ms, and a
+        pack's records one by one.
+        """
+        if self.client is None:
+            return None
+        stream = DaskResultStream(self.client)
+        stop = stream.subscribe(report)
+        self._topic = stream.topic
+
+        def unsubscribe() -> None:
+            self._topic = None
+            stop()
+
+        return unsubscribe
+
     def submit(self, jobs: Sequence[SimJob]) -> _TaskFuture:
         """Submit one task run for the pack."""
         task: Any
+        parameters: dict[str, Any]
         if len(jobs) == 1:
             task, parameters = self.task, {"runner": self.runner, "job": jobs[0]}
         else:
             task, parameters = simulate_pack, {"runner": self.runner, "jobs": list(jobs)}
+        if self._topic is not None:
+            parameters["topic"] = self._topic
         if self._flow is not None:
             return _TaskFuture(submit_task_run(self.client, task, parameters, self._flow))
         return _TaskFuture(task.submit(**parameters))

@@ -6,6 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
+from emucamp.executors import dask_reporter
 from emucamp.simulator import SimJob, SimResult, SimulationRunner, run_simulation
 
 __all__ = ["SimulationFailed", "simulate", "simulate_pack"]
@@ -32,11 +33,13 @@ class SimulationFailed(Exception):
     persist_result=False,
     log_prints=False,
 )
-def simulate(runner: SimulationRunner, job: SimJob) -> SimResult:
+def simulate(runner: SimulationRunner, job: SimJob, topic: str | None = None) -> SimResult:
     """Run one simulation; raise :class:`SimulationFailed` on failure so Prefect retries it.
 
     Retries come from the task's ``retries`` option (the spec's ``simulator.retries``); the
-    runner's own retry loop is not used here.
+    runner's own retry loop is not used here. On a Dask worker with a ``topic``, a success is
+    also streamed to the flow at once, ahead of the task run's own end (its final state's
+    API calls); a failure is not, since Prefect may retry it.
     """
     attempt = int(task_run.run_count or 1)
     result = run_simulation(
@@ -44,6 +47,9 @@ def simulate(runner: SimulationRunner, job: SimJob) -> SimResult:
     )
     if not result.ok:
         raise SimulationFailed(result)
+    report = dask_reporter(topic)
+    if report is not None:
+        report(result)
     return result
 
 
@@ -55,6 +61,11 @@ def _pack_name() -> str:
 
 
 @task(name="simulate-pack", task_run_name=_pack_name, cache_policy=NO_CACHE, persist_result=False)
-def simulate_pack(runner: SimulationRunner, jobs: list[SimJob]) -> list[SimResult]:
-    """Run several cheap simulations in turn, each retried by the runner; never raises for them."""
-    return runner.run_many(jobs)
+def simulate_pack(
+    runner: SimulationRunner, jobs: list[SimJob], topic: str | None = None
+) -> list[SimResult]:
+    """Run several cheap simulations in turn, each retried by the runner; never raises for them.
+
+    On a Dask worker with a ``topic``, each record is streamed to the flow as it ends.
+    """
+    return runner.run_many(jobs, dask_reporter(topic))

@@ -190,6 +190,39 @@ def test_campaign_on_a_multi_process_dask_cluster(make_spec, call_log, tmp_path)
     assert len(calls(call_log)) == 14
 
 
+def test_a_pack_keeps_the_records_it_streamed_when_its_worker_dies(
+    make_spec, call_log, tmp_path, monkeypatch
+):
+    import dask
+    from distributed import Client, LocalCluster
+
+    # The third simulation kills its worker process, in the middle of the first pack (4).
+    monkeypatch.setenv("EMUCAMP_TEST_KILL", str(tmp_path / "killed"))
+    spec = make_spec(
+        simulator={"function": "campaign_sims:kills_its_worker_on_third_call"},
+        design={"initial": 8},
+        stop={"max_simulations": 8},
+        execution={"workers": 1, "per_task": 4},
+    )
+    with (
+        # No rerun of a pack whose worker died: it fails at once, with KilledWorker.
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                     host="127.0.0.1") as cluster,
+        Client(cluster) as client,
+        Campaign.open(spec) as campaign,
+    ):  # fmt: skip
+        campaign.run(DaskExecutor(client, campaign.runner))
+    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
+    status = [str(s) for s in ds["status"].values]
+    # The two runs that ended before the kill were streamed and are kept; the pack's
+    # future failed every job, which before streaming meant all four.
+    assert status[:4] == ["ok", "ok", "failed", "failed"]
+    assert all("KilledWorker" in str(e) for e in ds["error"].values[2:4])
+    assert np.isfinite(ds["y"].values[:2]).all()
+    assert (tmp_path / "killed").exists()
+
+
 class CountingExecutor(PoolExecutor):
     """The thread pool, also noting the size of every pack it is given."""
 

@@ -224,6 +224,31 @@ def test_a_killed_dask_worker_costs_nothing(prefect_api, tmp_path, sims_dir, mon
     assert len(log.read_text().splitlines()) == 16  # every other simulation ran once
 
 
+def test_a_pack_task_streams_its_records_to_the_flow(prefect_api, tmp_path, sims_dir, monkeypatch):
+    """A pack's worker dies at its third simulation: the two before it are recorded ok."""
+    import dask
+
+    from emucamp.flows import run_campaign
+
+    monkeypatch.setenv("EMUCAMP_TEST_LOG", str(tmp_path / "calls.jsonl"))
+    monkeypatch.setenv("EMUCAMP_TEST_KILL", str(tmp_path / "killed"))
+    spec = spec_for(
+        tmp_path,
+        sims_dir,
+        "pack-stream",
+        simulator={"function": "campaign_sims:kills_its_worker_on_third_call"},
+        design={"initial": 8},
+        stop={"max_simulations": 8, "target_std": None},
+        execution={"workers": 1, "per_task": 4},
+    )
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        run_campaign(spec)
+    ds = CampaignStore.open(tmp_path / "pack-stream.zarr").to_xarray().load()
+    status = [str(s) for s in ds["status"].values]
+    assert status[:4] == ["ok", "ok", "failed", "failed"]
+    assert all("KilledWorker" in str(e) for e in ds["error"].values[2:4])
+
+
 def test_flow_screens_a_pool_in_packs_and_shows_it(prefect_api, tmp_path, sims_dir):
     import pandas as pd
 

@@ -102,6 +102,31 @@ def kills_its_worker_once(x1: float, x2: float) -> dict[str, float]:
     return {}
 
 
+def kills_its_worker_on_third_call(x1: float, x2: float) -> dict[str, float]:
+    """:func:`logged`, except that the campaign's third call SIGKILLs its own process.
+
+    Calls are counted in ``$EMUCAMP_TEST_LOG``. The fatal call waits 0.5 s first, as a
+    simulation that ran a while would (the worker's earlier records are sent meanwhile);
+    ``$EMUCAMP_TEST_KILL`` names a marker file so that only one call ever kills.
+    """
+    out = logged(x1, x2)
+    calls = Path(os.environ["EMUCAMP_TEST_LOG"]).read_text().count("\n")
+    if calls == 3:
+        try:
+            os.close(os.open(os.environ["EMUCAMP_TEST_KILL"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return out
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+
+def sleeps_x1(x1: float, x2: float) -> float:
+    """:func:`smooth2d`, after sleeping ``x1`` seconds."""
+    time.sleep(x1)
+    return smooth2d(x1, x2)
+
+
 def physics(x1: float, x2: float) -> float:
     """A "simulator" whose bulk is known physics (:func:`physics_prior`) plus a small residual."""
     return 5.0 * math.sin(6.0 * x1) + math.exp(2.0 * x2) + 0.3 * x1 * x2
