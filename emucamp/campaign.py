@@ -87,8 +87,9 @@ _MODEL_SAVE_SPACING = 20.0  # store a model once the last save is 20x its own co
 _SELECT_BATCH = 64  # points chosen in one selection call before their packs go out
 # Streamed records wait at most this long (s) for a write of their own. Written one by one
 # as they came, cheap simulations' records (40/s at T = 0.2 s on 8 workers) took the loop's
-# thread from its refills; they go in with the next pack's results or the next refit's.
-_STREAM_FLUSH = 1.0
+# thread from its refills; they go in with the next pack's results (or at once while the
+# first model waits for them).
+_STREAM_FLUSH = 2.0
 
 
 def _groups(sizes: list[int], batch: int) -> list[list[int]]:
@@ -895,12 +896,14 @@ class Campaign:
                     ok = self._progress.ok + sum(r.ok for r in held.values())
                     if (
                         any(kind == "result" for kind, _ in batch)
-                        or (fit_future is None and ok >= max(_refit_at(fitted_on), first_fit))
+                        or (self.emulator is None and fit_future is None and ok >= first_fit)
                         or time.monotonic() - held_since >= _STREAM_FLUSH
                     ):
                         results += held.values()
                         self._streamed.update(held)
                         held.clear()
+                    elif all(kind == "sim" for kind, _ in batch):
+                        continue  # records held, nothing else new: back to waiting
                 fit_done = False
                 saved: list[_Fitted] = []
                 for kind, payload in batch:

@@ -66,7 +66,8 @@ def test_a_thread_pool_pack_streams_its_first_record_before_the_pack_ends(sleepy
     assert first == records[0]
 
 
-def test_a_process_pool_does_not_stream(sleepy_runner):
+def test_a_process_pool_or_an_unstreamed_dask_executor_does_not_stream(sleepy_runner):
+    assert DaskExecutor(None, sleepy_runner, stream=False).subscribe(print) is None
     with PoolExecutor(sleepy_runner, workers=1, processes=True) as executor:
         assert executor.subscribe(print) is None
         records = executor.submit([SimJob(0, {"x1": 0.0, "x2": 0.5})]).result()
