@@ -157,7 +157,7 @@ def run_prefect(spec: Any) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def run_raw_dask(spec: Any, workers: int) -> float:
+def run_raw_dask(spec: Any, workers: int, stream: bool = True) -> float:
     import dask
     from distributed import Client, LocalCluster
 
@@ -173,7 +173,7 @@ def run_raw_dask(spec: Any, workers: int) -> float:
         client.run(lambda: None)
         before = resource.getrusage(resource.RUSAGE_SELF)
         with Campaign.open(spec) as campaign:
-            campaign.run(DaskExecutor(client, campaign.runner))
+            campaign.run(DaskExecutor(client, campaign.runner, stream=stream))
         after = resource.getrusage(resource.RUSAGE_SELF)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -186,6 +186,10 @@ def main() -> None:
     parser.add_argument("--per-task", nargs="+", default=["1"])
     parser.add_argument("--modes", nargs="+", default=["prefect", "dask"])
     parser.add_argument("--cpu", action="store_true", help="Also split CPU time by process.")
+    parser.add_argument(
+        "--no-stream", action="store_true",
+        help="Raw Dask only: records come with each pack's result, not one by one.",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -208,7 +212,7 @@ def main() -> None:
                         cpu = (
                             run_prefect(spec)
                             if mode == "prefect"
-                            else run_raw_dask(spec, args.workers)
+                            else run_raw_dask(spec, args.workers, not args.no_stream)
                         )
                     m = metrics(store, args.workers, cpu)
                     split = sampler.between(m["t0"], m["t1"]) if sampler else {}
