@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
-from emucamp.executors import dask_reporter
+from emucamp.executors import dask_reporter, run_pack
 from emucamp.simulator import SimJob, SimResult, SimulationRunner, run_simulation
 
 __all__ = ["SimulationFailed", "simulate", "simulate_pack"]
@@ -47,9 +47,10 @@ def simulate(runner: SimulationRunner, job: SimJob, topic: str | None = None) ->
     )
     if not result.ok:
         raise SimulationFailed(result)
-    report = dask_reporter(topic)
-    if report is not None:
-        report(result)
+    reporter = dask_reporter(topic)
+    if reporter is not None:
+        reporter(result)
+        reporter.flush()
     return result
 
 
@@ -66,6 +67,7 @@ def simulate_pack(
 ) -> list[SimResult]:
     """Run several cheap simulations in turn, each retried by the runner; never raises for them.
 
-    On a Dask worker with a ``topic``, each record is streamed to the flow as it ends.
+    On a Dask worker with a ``topic``, its records are streamed to the flow as they end
+    (see :class:`~emucamp.executors.DaskReporter`).
     """
-    return runner.run_many(jobs, dask_reporter(topic))
+    return run_pack(runner, jobs, topic)

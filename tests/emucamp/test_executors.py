@@ -100,3 +100,29 @@ def test_a_dask_pack_goes_to_the_worker_it_is_offered(sleepy_runner):
             futures = [executor.submit([job], worker=address) for job in jobs]
             records = [f.result()[0] for f in futures]
             assert {int(r.worker.split("/")[0].rsplit(":", 1)[1]) for r in records} == {pid}
+
+
+class EventLog:
+    """Stands in for the worker's ``log_event`` (the reporter's only use of it)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, list[int]]] = []
+
+    def log_event(self, topic, msg) -> None:
+        self.events.append((time.monotonic(), [r["sample_id"] for r in msg["records"]]))
+
+
+def test_quick_records_go_together_and_none_waits_past_the_interval():
+    from emucamp.executors import DaskReporter
+
+    log = EventLog()
+    reporter = DaskReporter(log, "t", interval=0.3)
+    for i in range(5):  # 5 quick simulations: the first goes alone, the rest together
+        reporter(SimResult(i, {"x1": 0.0}))
+        time.sleep(0.01)
+    assert [ids for _, ids in log.events] == [[0]]
+    time.sleep(0.6)  # no further record: the timer sends the waiting ones
+    assert [ids for _, ids in log.events] == [[0], [1, 2, 3, 4]]
+    reporter(SimResult(5, {"x1": 0.0}))  # the last send is old: this one goes at once
+    reporter.flush()
+    assert [ids for _, ids in log.events][-1] == [5]

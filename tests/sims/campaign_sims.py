@@ -105,8 +105,9 @@ def kills_its_worker_once(x1: float, x2: float) -> dict[str, float]:
 def kills_its_worker_on_third_call(x1: float, x2: float) -> dict[str, float]:
     """:func:`logged`, except that the campaign's third call SIGKILLs its own process.
 
-    Calls are counted in ``$EMUCAMP_TEST_LOG``. The fatal call waits 0.5 s first, as a
-    simulation that ran a while would (the worker's earlier records are sent meanwhile);
+    Calls are counted in ``$EMUCAMP_TEST_LOG``. The fatal call runs 1.5 s first, as a
+    simulation that ran a while would: longer than a worker holds quick records back
+    (``DaskReporter``'s 1 s), so the worker's earlier records are sent meanwhile;
     ``$EMUCAMP_TEST_KILL`` names a marker file so that only one call ever kills.
     """
     out = logged(x1, x2)
@@ -116,7 +117,7 @@ def kills_its_worker_on_third_call(x1: float, x2: float) -> dict[str, float]:
             os.close(os.open(os.environ["EMUCAMP_TEST_KILL"], os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             return out
-        time.sleep(0.5)
+        time.sleep(1.5)
         os.kill(os.getpid(), signal.SIGKILL)
     return out
 
