@@ -144,8 +144,8 @@ def _refit_at(fitted_on: int) -> int:
     return max(fitted_on + 1, math.ceil(fitted_on * (1 + _REFIT_GROWTH)))
 
 
-def _streamed(events: queue.Queue[tuple[str, Any]], result: SimResult, worker: str | None) -> None:
-    events.put(("sim", (result, worker)))
+def _streamed(events: queue.Queue[tuple[str, Any]], result: SimResult) -> None:
+    events.put(("sim", result))
 
 
 def _gap_before(
@@ -776,15 +776,9 @@ class Campaign:
         stop_stream = None
         if callable(subscribe):
             stop_stream = subscribe(functools.partial(_streamed, events))
-        pack_of: dict[int, int] = {}  # sample -> its pack, while the pack is in flight
-        unstreamed: dict[int, int] = {}  # pack -> its records not streamed in yet
+        in_pack: set[int] = set()  # samples of the packs in flight
         held: dict[int, SimResult] = {}  # streamed, not yet recorded
         held_since = 0.0
-        # Packs whose every record streamed in: their task runs are still ending (Prefect's
-        # final state, ~0.1-0.3 s), but their slots are free. Each such pack's worker is
-        # offered the next pack, which then waits on that worker while the run ends.
-        ending: dict[int, tuple[JobFuture, list[int]]] = {}
-        hints: deque[str] = deque()
         fitter = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="emucamp-fit")
         if self.emulator is None:
             fitter.submit(warm_up)  # beside the initial design, not before the first model
@@ -861,25 +855,18 @@ class Campaign:
                         if not pack:
                             break
                         jobs = [SimJob(sid, self._inputs_of(sid)) for sid in pack]
-                        if hints:
-                            future = executor.submit(jobs, worker=hints.popleft())
-                        else:
-                            future = executor.submit(jobs)
+                        future = executor.submit(jobs)
                         self.in_flight[next_pack] = (future, pack)
-                        pack_of.update(dict.fromkeys(pack, next_pack))
-                        unstreamed[next_pack] = len(pack)
+                        in_pack.update(pack)
                         sent[next_pack] = time.time()
                         future.add_done_callback(functools.partial(_notify, events, next_pack))
                         next_pack += 1
                         obs.on_submit(jobs, self)
                     if exhausted:
                         break
-                if groups:
-                    hints.clear()  # more ended packs than packs to send: no queue behind them
 
                 if (
                     not self.in_flight
-                    and not ending
                     and fit_future is None
                     and (decision is not None or self._progress.finished >= budget or exhausted)
                 ):
@@ -897,28 +884,18 @@ class Campaign:
                     except queue.Empty:
                         break
 
-                complete: list[int] = []  # packs whose last record just streamed in
                 for kind, payload in batch:
-                    if kind != "sim":
-                        continue
-                    record, worker = payload
-                    sid = record.sample_id
-                    if sid not in pack_of or sid in self._streamed or sid in held:
-                        continue  # late (its pack is recorded) or repeated (a rerun pack)
-                    if not held:
-                        held_since = time.monotonic()
-                    held[sid] = record
-                    unstreamed[pack_of[sid]] -= 1
-                    if unstreamed[pack_of[sid]] == 0:
-                        complete.append(pack_of[sid])
-                        if worker:
-                            hints.append(worker)
+                    sid = payload.sample_id if kind == "sim" else -1
+                    # Late (its pack is recorded) or repeated (a rerun pack): dropped.
+                    if sid in in_pack and sid not in self._streamed and sid not in held:
+                        if not held:
+                            held_since = time.monotonic()
+                        held[sid] = payload
                 results: list[SimResult] = []
                 if held:
                     ok = self._progress.ok + sum(r.ok for r in held.values())
                     if (
-                        complete
-                        or any(kind == "result" for kind, _ in batch)
+                        any(kind == "result" for kind, _ in batch)
                         or (self.emulator is None and fit_future is None and ok >= first_fit)
                         or time.monotonic() - held_since >= _STREAM_FLUSH
                     ):
@@ -927,32 +904,19 @@ class Campaign:
                         held.clear()
                     elif all(kind == "sim" for kind, _ in batch):
                         continue  # records held, nothing else new: back to waiting
-                for number in complete:
-                    ending[number] = future, ids = self.in_flight.pop(number)
-                    self._streamed.difference_update(ids)
-                    for sid in ids:
-                        del pack_of[sid]
-                    del unstreamed[number]
                 fit_done = False
                 saved: list[_Fitted] = []
                 for kind, payload in batch:
                     if kind == "result":
-                        number = int(payload)
-                        future, ids = (ending if number in ending else self.in_flight).pop(number)
+                        future, ids = self.in_flight.pop(int(payload))
                         records = self._results_of(future, ids)
-                        gap = _gap_before(records, sent.pop(number), ends)
+                        gap = _gap_before(records, sent.pop(int(payload)), ends)
                         packer.observed(records, gap)
                         # A streamed record is in already; it also outlives a worker that
                         # died later in the pack (the future then fails every job).
-                        results += [
-                            r
-                            for r in records
-                            if r.sample_id in pack_of and r.sample_id not in self._streamed
-                        ]
+                        results += [r for r in records if r.sample_id not in self._streamed]
+                        in_pack.difference_update(ids)
                         self._streamed.difference_update(ids)
-                        for sid in ids:
-                            pack_of.pop(sid, None)
-                        unstreamed.pop(number, None)
                     elif kind == "fit":
                         fit_done = True
                     elif kind == "saved":
@@ -1006,7 +970,7 @@ class Campaign:
                     self._record(list(held.values()), obs)
                 except Exception as exc:  # they stay pending: a rerun runs them again
                     log.warning("recording %d streamed results failed: %s", len(held), exc)
-            for future, _ in [*self.in_flight.values(), *ending.values()]:
+            for future, _ in self.in_flight.values():
                 with contextlib.suppress(Exception):
                     future.cancel()
             self.in_flight.clear()

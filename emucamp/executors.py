@@ -41,8 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Report = Callable[[SimResult], None]
-#: What a stream calls: the record, and the Dask address of the worker that ran it (or None).
-Streamed = Callable[[SimResult, "str | None"], None]
 
 
 class JobFuture(Protocol):
@@ -65,13 +63,11 @@ class Executor(Protocol):
     """Runs packs of jobs.
 
     Executors that can also stream records have ``subscribe(report) -> stop | None``:
-    ``report(record, worker)`` is then called (from any thread) as each simulation of a
-    pack ends, besides the pack's future; ``stop()`` ends the stream. ``None`` means no
-    stream. A streaming executor's ``submit`` also takes ``worker=``: a worker (as the
-    stream named it) the pack should go to, if it is still there.
+    ``report(record)`` is then called (from any thread) as each simulation of a pack ends,
+    besides the pack's future; ``stop()`` ends the stream. ``None`` means no stream.
     """
 
-    def submit(self, jobs: Sequence[SimJob], worker: str | None = None) -> JobFuture:
+    def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
         """Start a pack of jobs (run one after another in one task); return its future."""
         ...
 
@@ -165,14 +161,13 @@ class DaskResultStream:
         self.topic = f"emucamp-results-{uuid.uuid4().hex}"
         self._on = False
 
-    def subscribe(self, report: Streamed) -> Callable[[], None]:
-        """Call ``report(record, worker)`` (on the client's event loop) for each record."""
+    def subscribe(self, report: Report) -> Callable[[], None]:
+        """Call ``report(record)`` (on the client's event loop) for each streamed record."""
 
         def handle(event: tuple[float, Any]) -> None:
             try:
-                # The scheduler names the worker an event came from.
                 for record in event[1]["records"]:
-                    report(SimResult(**record), event[1].get("worker"))
+                    report(SimResult(**record))
             except Exception as exc:  # the pack's future still brings the record
                 log.warning("a streamed simulation record was dropped: %s", exc)
 
@@ -206,19 +201,19 @@ class PoolExecutor:
         self._pool: cf.Executor = pool_cls(max_workers=workers)
         self._report: Report | None = None
 
-    def subscribe(self, report: Streamed) -> Callable[[], None] | None:
+    def subscribe(self, report: Report) -> Callable[[], None] | None:
         """Stream records from a thread pool (a process pool streams none)."""
         if self.processes:
             return None
-        self._report = lambda result: report(result, None)
+        self._report = report
 
         def stop() -> None:
             self._report = None
 
         return stop
 
-    def submit(self, jobs: Sequence[SimJob], worker: str | None = None) -> JobFuture:
-        """Submit one pack to the pool (any free thread: ``worker`` is ignored)."""
+    def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
+        """Submit one pack to the pool."""
         future: JobFuture = self._pool.submit(self.runner.run_many, list(jobs), self._report)
         return future
 
@@ -252,7 +247,7 @@ class DaskExecutor:
         self._stream = DaskResultStream(client)
         self._topic: str | None = None
 
-    def subscribe(self, report: Streamed) -> Callable[[], None] | None:
+    def subscribe(self, report: Report) -> Callable[[], None] | None:
         """Stream each record from the workers as it ends (``None`` with ``stream`` off)."""
         if not self.stream:
             return None
@@ -265,16 +260,14 @@ class DaskExecutor:
 
         return unsubscribe
 
-    def submit(self, jobs: Sequence[SimJob], worker: str | None = None) -> JobFuture:
-        """Submit one pack, to ``worker`` if it is still there; its key names its first sample."""
+    def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
+        """Submit one pack; its Dask key names its first sample and its size."""
         first = jobs[0]
         future: JobFuture = self.client.submit(
             run_pack,
             self.runner,
             list(jobs),
             self._topic,
-            workers=[worker] if worker else None,
-            allow_other_workers=bool(worker),
             pure=False,
             key=f"simulate-{first.sample_id}x{len(jobs)}-{first.attempt}-{id(jobs):x}",
         )

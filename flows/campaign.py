@@ -148,9 +148,7 @@ class PrefectTaskExecutor:
         except Exception as exc:  # an optimisation, never a reason to fail the campaign
             get_run_logger().warning("preparing the Dask workers failed: %s", exc)
 
-    def subscribe(
-        self, report: Callable[[SimResult, str | None], None]
-    ) -> Callable[[], None] | None:
+    def subscribe(self, report: Callable[[SimResult], None]) -> Callable[[], None] | None:
         """Stream each record from the Dask workers as it ends (other task runners: none).
 
         A task run's result reaches the flow only after its final state's API calls
@@ -169,8 +167,8 @@ class PrefectTaskExecutor:
 
         return unsubscribe
 
-    def submit(self, jobs: Sequence[SimJob], worker: str | None = None) -> _TaskFuture:
-        """Submit one task run for the pack (on a Dask runner, to ``worker`` if still there)."""
+    def submit(self, jobs: Sequence[SimJob]) -> _TaskFuture:
+        """Submit one task run for the pack."""
         task: Any
         parameters: dict[str, Any]
         if len(jobs) == 1:
@@ -180,7 +178,7 @@ class PrefectTaskExecutor:
         if self._topic is not None:
             parameters["topic"] = self._topic
         if self._flow is not None:
-            return _TaskFuture(submit_task_run(self.client, task, parameters, self._flow, worker))
+            return _TaskFuture(submit_task_run(self.client, task, parameters, self._flow))
         return _TaskFuture(task.submit(**parameters))
 
 

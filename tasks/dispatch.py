@@ -58,11 +58,7 @@ class FlowContext:
 
 
 def submit_task_run(
-    client: Any,
-    task: Task[Any, Any],
-    parameters: dict[str, Any],
-    flow: FlowContext,
-    worker: str | None = None,
+    client: Any, task: Task[Any, Any], parameters: dict[str, Any], flow: FlowContext
 ) -> Any:
     """Submit one task run of ``task`` to a Dask ``client``; returns the Dask future.
 
@@ -73,7 +69,6 @@ def submit_task_run(
         task: The Prefect task.
         parameters: Its arguments by name (no futures: they are passed as values).
         flow: The flow run's context, from :class:`FlowContext`.
-        worker: A Dask worker address to run it on while that worker is there.
     """
     task_run_id = uuid.uuid4()
     # An explicit key: Dask would otherwise tokenize the arguments on every submit.
@@ -85,8 +80,6 @@ def submit_task_run(
         flow.for_task(task, task_run_id),
         flow.settings_key,
         key=f"{task.name}-{task_run_id.hex}",
-        workers=[worker] if worker else None,
-        allow_other_workers=bool(worker),
         pure=False,
     )
 

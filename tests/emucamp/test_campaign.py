@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -224,54 +223,6 @@ def test_a_pack_keeps_the_records_it_streamed_when_its_worker_dies(
     assert (tmp_path / "killed").exists()
 
 
-class SlowEndingExecutor(DaskExecutor):
-    """Dask packs whose tasks end 1.5 s after their last simulation; notes when each did."""
-
-    def __init__(self, client, runner):
-        super().__init__(client, runner)
-        self.done_at: dict[int, float] = {}  # a pack's first sample -> its future's end
-
-    def submit(self, jobs, worker=None):
-        from campaign_sims import pack_that_ends_slowly
-
-        first = jobs[0].sample_id
-        future = self.client.submit(
-            pack_that_ends_slowly, self.runner, list(jobs), self._topic,
-            workers=[worker] if worker else None, allow_other_workers=bool(worker), pure=False,
-        )  # fmt: skip
-        future.add_done_callback(lambda _f: self.done_at.setdefault(first, time.time()))
-        return future
-
-
-def test_a_pack_whose_records_are_in_frees_its_worker_for_the_next(make_spec, tmp_path):
-    """The next pack goes out once the last record streams in, while the task still ends."""
-    from distributed import Client, LocalCluster
-
-    spec = make_spec(
-        simulator={"function": "campaign_sims:smooth2d"},
-        design={"initial": 4},
-        stop={"max_simulations": 10},
-        execution={"workers": 1, "per_task": 2},
-    )
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                     host="127.0.0.1") as cluster,
-        Client(cluster) as client,
-        Campaign.open(spec) as campaign,
-    ):  # fmt: skip
-        executor = SlowEndingExecutor(client, campaign.runner)
-        outcome = campaign.run(executor)
-    assert outcome.counts["ok"] == 10
-    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
-    submitted = ds["submitted_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
-    firsts = sorted(executor.done_at)
-    model_chosen = [f for f in firsts if f >= 4]  # the design's two packs went out at once
-    assert len(model_chosen) >= 2
-    for before, after in itertools.pairwise([2, *model_chosen]):
-        # Submitted while the previous pack's task was still ending (1.5 s of it).
-        assert submitted[after] < executor.done_at[before] - 0.5, (before, after)
-
-
 class CountingExecutor(PoolExecutor):
     """The thread pool, also noting the size of every pack it is given."""
 
@@ -279,9 +230,9 @@ class CountingExecutor(PoolExecutor):
         super().__init__(runner, workers)
         self.packs: list[list[int]] = []
 
-    def submit(self, jobs, worker=None):
+    def submit(self, jobs):
         self.packs.append([j.sample_id for j in jobs])
-        return super().submit(jobs, worker)
+        return super().submit(jobs)
 
 
 def worker_gaps(store: Path, after: float = -np.inf) -> list[float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import time
 from pathlib import Path
@@ -83,23 +82,6 @@ def test_a_failing_report_never_fails_the_pack(sleepy_runner):
     records = sleepy_runner.run_many(jobs, report)
     assert [r.sample_id for r in records] == [0, 1, 2]
     assert all(r.ok for r in records)
-
-
-def test_a_dask_pack_goes_to_the_worker_it_is_offered(sleepy_runner):
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                     host="127.0.0.1") as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        executor = DaskExecutor(client, sleepy_runner)
-        pids = client.run(os.getpid)
-        for address, pid in pids.items():
-            jobs = [SimJob(i, {"x1": 0.0, "x2": 0.1 * i}) for i in range(4)]
-            futures = [executor.submit([job], worker=address) for job in jobs]
-            records = [f.result()[0] for f in futures]
-            assert {int(r.worker.split("/")[0].rsplit(":", 1)[1]) for r in records} == {pid}
 
 
 class EventLog:

@@ -122,16 +122,6 @@ def kills_its_worker_on_third_call(x1: float, x2: float) -> dict[str, float]:
     return out
 
 
-def pack_that_ends_slowly(runner, jobs, topic):  # type: ignore[no-untyped-def]
-    """``emucamp.executors.run_pack``, then 1.5 s more: a task run's own end (Prefect's
-    final state on a busy server) after its last simulation."""
-    from emucamp.executors import run_pack
-
-    records = run_pack(runner, jobs, topic)
-    time.sleep(1.5)
-    return records
-
-
 def sleeps_x1(x1: float, x2: float) -> float:
     """:func:`smooth2d`, after sleeping ``x1`` seconds."""
     time.sleep(x1)
