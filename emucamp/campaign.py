@@ -85,10 +85,9 @@ log = logging.getLogger(__name__)
 _REFIT_GROWTH = 0.10
 _MODEL_SAVE_SPACING = 20.0  # store a model once the last save is 20x its own cost old
 _SELECT_BATCH = 64  # points chosen in one selection call before their packs go out
-# Streamed records wait at most this long (s) for a write of their own. Written one by one
-# as they came, cheap simulations' records (40/s at T = 0.2 s on 8 workers) took the loop's
-# thread from its refills; they go in with the next pack's results (or at once while the
-# first model waits for them).
+# Streamed records wait at most this long (s) for a write of their own: cheap simulations'
+# records (40/s at T = 0.2 s on 8 workers) share their pack's write instead of one write
+# each (they go at once while the first model waits for them).
 _STREAM_FLUSH = 2.0
 
 

@@ -76,9 +76,9 @@ class DaskReporter:
     """Sends a pack's records to a topic's subscribers as worker events.
 
     A record goes at once when the last send is ``interval`` seconds old (so every record of
-    simulations that long); quicker ones wait, at most ``interval``, and go together. One
-    event per record of a 0.2 s simulation cost the loop (the scheduler is in the flow's
-    process) 2-3 points of utilisation in ``benchmarks/throughput.py``. Thread-safe.
+    simulations that long); quicker ones wait, at most ``interval``, and go together, so a
+    worker of cheap simulations sends about one event a second, not one per record (the
+    scheduler, with the subscribing client, is often in the flow's process). Thread-safe.
 
     Args:
         worker: This process's ``distributed.Worker``.
@@ -161,6 +161,11 @@ class DaskResultStream:
         self.topic = f"emucamp-results-{uuid.uuid4().hex}"
         self._on = False
 
+    @property
+    def live_topic(self) -> str | None:
+        """The topic packs should report to while subscribed, else ``None``."""
+        return self.topic if self._on else None
+
     def subscribe(self, report: Report) -> Callable[[], None]:
         """Call ``report(record)`` (on the client's event loop) for each streamed record."""
 
@@ -236,7 +241,7 @@ class DaskExecutor:
         runner: What to run per job.
         stream: Send each record to the loop as it ends (see the module docstring). Off,
             a pack's records come with its result; at T = 0.2 s on 8 workers of a 2-core
-            machine, the stream cost this executor 1-8 points of utilisation
+            machine, the stream cost this executor ~3 points of utilisation
             (``benchmarks/README.md``).
     """
 
@@ -245,20 +250,10 @@ class DaskExecutor:
         self.runner = runner
         self.stream = stream
         self._stream = DaskResultStream(client)
-        self._topic: str | None = None
 
     def subscribe(self, report: Report) -> Callable[[], None] | None:
         """Stream each record from the workers as it ends (``None`` with ``stream`` off)."""
-        if not self.stream:
-            return None
-        stop = self._stream.subscribe(report)
-        self._topic = self._stream.topic
-
-        def unsubscribe() -> None:
-            self._topic = None
-            stop()
-
-        return unsubscribe
+        return self._stream.subscribe(report) if self.stream else None
 
     def submit(self, jobs: Sequence[SimJob]) -> JobFuture:
         """Submit one pack; its Dask key names its first sample and its size."""
@@ -267,7 +262,7 @@ class DaskExecutor:
             run_pack,
             self.runner,
             list(jobs),
-            self._topic,
+            self._stream.live_topic,
             pure=False,
             key=f"simulate-{first.sample_id}x{len(jobs)}-{first.attempt}-{id(jobs):x}",
         )
