@@ -446,6 +446,33 @@ class GPEmulator:
             return np.ones(self.basis.n_columns)
         return np.asarray(self._Y.std(axis=0, ddof=1), dtype=float)
 
+    def latent_gain(self, U: np.ndarray) -> np.ndarray | None:
+        """How much a unit of latent variance is worth in each output's relative units.
+
+        A positive output's GP models ``log y``, so a latent variance ``v`` (standardised)
+        is a variance of about ``(y s_z / s_y)^2 v`` in ``y`` relative to its spread (the
+        delta method; ``s_z`` and ``s_y`` the latent's and the output's stds). Selection
+        weighs the GP's variance by it: the same log error costs more where ``y`` is large.
+
+        Args:
+            U: ``k x d`` unit-cube points.
+
+        Returns:
+            ``k x L`` gains (1 for outputs the GP models as they are), or ``None`` when
+            every output is modelled as it is.
+        """
+        if self.basis.has_fields or not self.greybox.positive.any():
+            return None
+        mean, _ = self.predict_latent(U)
+        median, _ = self.greybox.from_latent(self.space.from_unit(U), mean, np.zeros_like(mean))
+        stdvs, _ = self._standardisation()
+        s_z = stdvs.reshape(-1).numpy()
+        gain = np.ones_like(mean)
+        p = self.greybox.positive
+        scale = np.maximum(self.output_scale[p], 1e-300)
+        gain[:, p] = (median[:, p] * s_z[p] / scale) ** 2
+        return gain
+
     @property
     def latent_lengthscales(self) -> np.ndarray:
         """``L x d`` ARD lengthscales of the GP's columns, in unit-cube units."""

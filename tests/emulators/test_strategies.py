@@ -173,3 +173,50 @@ def test_integrated_variance_lowers_the_mean_variance_more_than_max_variance(spa
     edge = MaxVarianceStrategy(space, seed=0).select(emu, 4)
     spread = IntegratedVarianceStrategy(space, seed=0).select(emu, 4)
     assert mean_variance_after(spread) < mean_variance_after(edge)
+
+
+@pytest.fixture(scope="module")
+def positive_emulator() -> GPEmulator:
+    """y = exp(4 x) on [0, 1], declared positive: the GP models log y, a straight line."""
+    from emucamp.emulators.greybox import GreyBox
+
+    line = Space([Parameter("x", 0.0, 1.0)])
+    X = np.linspace(0.0, 1.0, 6)[:, None]
+    greybox = GreyBox(["y"], ["x"], positive=["y"])
+    return GPEmulator(line, ["y"], greybox=greybox).fit(X, np.exp(4 * X))
+
+
+def test_latent_gain_is_the_square_of_the_output_per_latent_unit(positive_emulator, emulator):
+    U = np.array([[0.1], [0.5], [0.9]])
+    gain = positive_emulator.latent_gain(U)
+    assert gain is not None and gain.shape == (3, 1)
+    # y s_z / s_y squared: between two points, the ratio of the squared outputs.
+    mean, _ = positive_emulator.predict(U)
+    np.testing.assert_allclose(gain[2, 0] / gain[0, 0], (mean[2, 0] / mean[0, 0]) ** 2, rtol=0.02)
+    assert gain[0, 0] < gain[1, 0] < gain[2, 0]
+    assert emulator.latent_gain(U) is None  # nothing modelled on a log scale
+
+
+@pytest.mark.parametrize("strategy_cls", [MaxVarianceStrategy, IntegratedVarianceStrategy])
+def test_a_positive_output_is_sampled_where_its_values_are_large(positive_emulator, strategy_cls):
+    # The runs split [0, 1] into five equal gaps, so log y is about as uncertain in each;
+    # the same log error is worth most in y where y = exp(4 x) is largest, the last gap.
+    line = positive_emulator.space
+    pick = strategy_cls(line, seed=0).select(positive_emulator, 1)
+    assert 0.8 < pick[0, 0] < 1.0
+
+
+def test_integration_weights_of_one_change_nothing(space, emulator):
+    import torch
+
+    C = space.sobol_unit(256, seed=5)
+    R = space.sobol_unit(128, seed=6)
+    P = space.sobol_unit(2, seed=7)
+    score = lambda values: values.sum(0)  # noqa: E731
+    plain = greedy_conditioned(emulator, C, P, 4, score, R)
+    ones = torch.ones(emulator.n_latent, len(R), dtype=torch.float64)
+    assert greedy_conditioned(emulator, C, P, 4, score, R, ones) == plain
+    # All the weight on the integration points near one corner: the picks go there.
+    near = torch.as_tensor(np.linalg.norm(R - 1.0, axis=1) < 0.4, dtype=torch.float64)
+    corner = greedy_conditioned(emulator, C, P, 2, score, R, near.expand(emulator.n_latent, -1))
+    assert (np.linalg.norm(C[corner] - 1.0, axis=1) < 0.7).all()
