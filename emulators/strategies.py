@@ -17,7 +17,8 @@ Outputs are weighted by their inverse standard deviation, so every output counts
 own relative units. A positive output's GP models ``log y``; its variance is weighed by
 ``y^2`` (:meth:`GPEmulator.latent_gain`), so that the variance selection lowers is the
 output's own: on Borehole declared positive, integrated-variance then reached 1 % NRMSE in
-63 runs against 83 unweighted (median of 5 seeds, ``benchmarks/README.md``).
+63 and 69 runs against 83 and 82 unweighted (medians of 5 seeds, two alternating pairs;
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
