@@ -38,6 +38,7 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect_dask.task_runners import DaskTaskRunner
 
 from emucamp.cluster import api_prologue, cluster_class, job_name
+from emucamp.errors import EmucampError
 from emucamp.executors import DaskResultStream
 from emucamp.observer import CampaignObserver, CampaignOutcome
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
@@ -463,6 +464,9 @@ def _reaper(server_pid: int) -> subprocess.Popen[bytes]:
     )
 
 
+_SERVER_START_TIMEOUT = 120  # s: the least the temporary server gets to start
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """Make sure one Prefect API serves the flow and every Dask worker process.
@@ -482,7 +486,21 @@ def prefect_api() -> Iterator[str]:
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
-        server.start()
+        # A fresh PREFECT_HOME's first start creates and migrates its database: 14-21 s on
+        # an idle 2-core machine, so Prefect's default wait (20 s) failed `emucamp run` on a
+        # busy one (seen in CI). The setting still raises the wait above this floor.
+        timeout = max(get_current_settings().server.ephemeral.startup_timeout_seconds,
+                      _SERVER_START_TIMEOUT)  # fmt: skip
+        try:
+            server.start(timeout=timeout)
+        except RuntimeError as exc:
+            server.stop()
+            raise EmucampError(
+                f"the temporary Prefect server did not answer within {timeout} s "
+                f"({str(exc).splitlines()[0]}); "
+                "start one (prefect server start) and set PREFECT_API_URL, or raise "
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+            ) from None
         url = server.api_url
         if server.server_process is not None:
             reaper = _reaper(server.server_process.pid)

@@ -378,3 +378,30 @@ def test_the_flow_module_leaves_the_emulator_stack_to_the_flow_process():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+_SLOW_SERVER = """
+import psutil
+from emucamp.errors import EmucampError
+from emucamp.flows import campaign
+campaign._SERVER_START_TIMEOUT = 0  # the setting alone decides: 1 s
+try:
+    with campaign.prefect_api():
+        print("started")
+except EmucampError as exc:
+    print("error:", exc)
+print("children:", [p.name() for p in psutil.Process().children(recursive=True)])
+"""
+
+
+def test_a_temporary_server_that_does_not_answer_in_time_is_stopped_and_named(tmp_path):
+    # A fresh Prefect home takes 14-21 s to migrate its database here: never within 1 s.
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    done = subprocess.run([sys.executable, "-c", _SLOW_SERVER], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "started" not in done.stdout
+    assert "error: the temporary Prefect server did not answer within 1 s" in done.stdout
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in done.stdout
+    assert "children: []" in done.stdout  # the server process is stopped, not left behind
