@@ -461,7 +461,7 @@ class GPEmulator:
             ``k x L`` gains (1 for outputs the GP models as they are), or ``None`` when
             every output is modelled as it is.
         """
-        if self.basis.has_fields or not self.greybox.positive.any():
+        if not self.greybox.positive.any():  # never with fields: __init__ refuses both
             return None
         mean, _ = self.predict_latent(U)
         median, _ = self.greybox.from_latent(self.space.from_unit(U), mean, np.zeros_like(mean))
