@@ -93,12 +93,12 @@ class SobolStrategy:
 class MaxVarianceStrategy:
     """Greedy maximum posterior variance over a candidate set, pending points conditioned in.
 
-    One joint posterior covariance over ``candidates`` fresh scrambled-Sobol points and the
-    pending inputs is computed from the GP; the pending inputs, then each pick, condition it
-    exactly (the posterior variance of a GP does not depend on the values observed, so this is
-    the variance after those simulations, not an approximation). Scores add the outputs'
-    variances in standardised units. A batch costs one posterior call and one pivoted-Cholesky
-    row per pick: milliseconds, so refills never wait on selection.
+    The posterior variance at ``candidates`` fresh scrambled-Sobol points is computed from
+    the GP; the pending inputs, then each pick, condition it exactly (the posterior variance
+    of a GP does not depend on the values observed, so this is the variance after those
+    simulations, not an approximation). Scores add the outputs' variances in standardised
+    units. A batch costs one posterior call and one pivoted-Cholesky row per pick:
+    milliseconds, so refills never wait on selection.
 
     Args:
         space: The design space.
@@ -151,10 +151,12 @@ def greedy_conditioned(
 ) -> list[int]:
     """Pick ``n`` of the candidates greedily, each scored after conditioning on the rest.
 
-    One joint posterior covariance over the candidates, the pending inputs and the
-    integration points; all pending inputs are conditioned in at once, then each pick exactly,
-    as one more row of a pivoted Cholesky factor (a GP's posterior variance does not depend
-    on the values observed).
+    The posterior covariance is built in the blocks the picks use: the candidates against
+    the integration points, the pending inputs against both, and one row per pick. All
+    pending inputs are conditioned in at once, then each pick exactly, as one more row of a
+    pivoted Cholesky factor (a GP's posterior variance does not depend on the values
+    observed). Building the whole joint covariance instead cost 3x the time at n = 100
+    and 1,024 candidates, and 5x with 4,096.
     A candidate equal to a pending input is never picked.
 
     Args:
@@ -180,34 +182,46 @@ def greedy_conditioned(
     assert model is not None
     m = emulator.n_latent
     R = integrate if integrate is not None else C[:0]
-    Z = np.vstack([C, R, P])
-    z, c, r = Z.shape[0], C.shape[0], R.shape[0]
+    CR = np.vstack([C, R])
+    c, r, p = C.shape[0], R.shape[0], P.shape[0]
     same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
     taken = torch.as_tensor(same.all(axis=2).any(axis=1), dtype=torch.bool)
     with torch.no_grad():
-        S = emulator.joint_covariance(Z)
+        # Only the blocks the picks use, never the whole (c + r + p)^2 joint covariance:
+        # posterior covariance = prior - V'V, with V the whitened cross-covariance. A pick's
+        # row against the candidates is built when it is picked (c x c is never stored).
+        V = emulator.whitened_cross(np.vstack([CR, P]))
+        Vcr, Vp = V[:, :, : c + r], V[:, :, c + r :]
+        scale = torch.ones(m, c + r, dtype=DTYPE)
         if integrate_weights is not None and r:
             # Weighting z by w is scaling its columns by sqrt(w): every later product is
             # then the weighted one (the integration points' own rows are never used).
-            S[:, :, c : c + r] *= integrate_weights.sqrt()[:, None, :]
+            scale[:, c:] = integrate_weights.sqrt()
+
+        def rows(idx: slice, X: np.ndarray) -> torch.Tensor:
+            """Scaled posterior covariance of ``k x d`` ``X`` (V's columns ``idx``) with C, R."""
+            Vx = V[:, :, idx]
+            return (emulator.prior_covariance(X, CR) - Vx.transpose(-1, -2) @ Vcr) * scale[:, None]
+
         noise = cast(torch.Tensor, model.likelihood.noise).reshape(-1, 1).expand(m, 1)
         # The conditioned covariance between the candidates and the candidates then the
         # integration points is kept factored, M = S - A'A - U'U: A for the pending inputs
         # (all at once), U one row per pick (a pivoted Cholesky factor). A pick then costs
         # O((p + picks) (c + r)) plus, with integration points, one c x r product, instead of
         # a rank-1 update of the whole c x (c + r) matrix.
-        A = S.new_zeros(m, 0, c + r)
-        if z > c + r:
-            eye = torch.eye(z - c - r, dtype=DTYPE)
-            Spp = S[:, c + r :, c + r :]
+        A = Vcr.new_zeros(m, 0, c + r)
+        if p:
+            eye = torch.eye(p, dtype=DTYPE)
+            Spp = emulator.prior_covariance(P, P) - Vp.transpose(-1, -2) @ Vp
             L = torch.linalg.cholesky(Spp + noise[:, :, None] * eye + 1e-9 * eye)
-            A = torch.linalg.solve_triangular(L, S[:, c + r :, : c + r], upper=False)
-        var = torch.diagonal(S[:, :c, :c], dim1=-2, dim2=-1) - (A[:, :, :c] ** 2).sum(1)
+            A = torch.linalg.solve_triangular(L, rows(slice(c + r, None), P), upper=False)
+        var = emulator.prior_variance(C) - (Vcr[:, :, :c] ** 2).sum(1) - (A[:, :, :c] ** 2).sum(1)
         if r:
             # Candidates x integration points, and each candidate's sum of squares over them.
-            Mcr = S[:, :c, c : c + r] - A[:, :, :c].transpose(-1, -2) @ A[:, :, c:]
+            Mcr = emulator.prior_covariance(C, R) - Vcr[:, :, :c].transpose(-1, -2) @ Vcr[:, :, c:]
+            Mcr = Mcr * scale[:, None, c:] - A[:, :, :c].transpose(-1, -2) @ A[:, :, c:]
             T = (Mcr**2).sum(-1)
-        U = S.new_zeros(m, min(n, c), c + r)
+        U = Vcr.new_zeros(m, min(n, c), c + r)
         picks: list[int] = []
         for j in range(min(n, c)):
             values = T / r / (var.clamp_min(0) + noise) if r else var
@@ -218,7 +232,8 @@ def greedy_conditioned(
             best = int(torch.argmax(scores))
             picks.append(best)
             # The pick's row of the conditioned covariance, scaled: the factor's next row.
-            row = S[:, best, : c + r] - (A[:, :, best : best + 1] * A).sum(1)
+            row = rows(slice(best, best + 1), C[best : best + 1])[:, 0]
+            row -= (A[:, :, best : best + 1] * A).sum(1)
             row -= (U[:, :j, best : best + 1] * U[:, :j]).sum(1)
             u = row / (row[:, best : best + 1] + noise).sqrt()
             if r:
