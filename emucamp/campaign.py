@@ -730,6 +730,7 @@ class Campaign:
                 seed,
                 drawn=store.n_samples,
                 mc_points=spec.design.mc_points,
+                candidates=spec.design.candidates,
             )
         self._strategy = strategy
         simulated_before = self._progress.finished

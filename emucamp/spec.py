@@ -288,6 +288,14 @@ class DesignSection(_Section):
     mc_points: int = Field(
         default=1024, ge=16, le=8192, description="Integration points of integrated-variance."
     )
+    candidates: int | None = Field(
+        default=None,
+        ge=16,
+        le=65536,
+        description="Fresh Sobol candidates per selection of integrated-variance and "
+        "max-variance; default 512 d, at least 1,024, for integrated-variance (an 8-D box "
+        "needs more than a 2-D one) and 1,024 for max-variance.",
+    )
     model_lag: float | None = Field(
         default=None,
         gt=0,
@@ -556,6 +564,10 @@ class CampaignSpec(_Section):
             raise ValueError(
                 f"design.strategy {self.design.strategy!r} does not select from a pool; "
                 f"use one of {list(POOL_STRATEGIES)}"
+            )
+        elif self.design.candidates is not None:
+            raise ValueError(
+                "design.candidates: a [pool] campaign's candidates are the pool's rows; remove it"
             )
         if self.goal is not None and self.goal.output not in self.outputs:
             raise ValueError(

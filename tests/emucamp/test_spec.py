@@ -119,6 +119,7 @@ MALFORMED: list[tuple[str, str, str]] = [
         "design.initial_method",
     ),
     ("mc-points-too-few", toml(extra="[design]\nmc_points = 4\n"), "design.mc_points"),
+    ("candidates-too-few", toml(extra="[design]\ncandidates = 8\n"), "design.candidates"),
     ("model-lag-zero", toml(extra="[design]\nmodel_lag = 0\n"), "design.model_lag"),
     (
         "max-fit-points-too-few",
@@ -677,6 +678,21 @@ def test_a_pool_campaign_defaults_to_max_variance_over_the_pool(tmp_path: Path) 
         "design": {"initial": 2},
     }
     assert parse_spec(data, base_dir=tmp_path).design.strategy == "max-variance"
+
+
+def test_a_pool_campaign_rejects_a_candidate_count(tmp_path: Path) -> None:
+    from emucamp.spec import parse_spec
+
+    data = {
+        "campaign": {"name": "s"},
+        "simulator": {"function": "emucamp.testfunctions:branin"},
+        "parameters": {"x1": {}, "x2": {}},
+        "outputs": {"y": {}},
+        "pool": {"path": "pool.csv"},
+        "design": {"candidates": 4096},
+    }
+    with pytest.raises(SpecError, match=r"design.candidates: a \[pool\] campaign's candidates"):
+        parse_spec(data, base_dir=tmp_path)
 
 
 def test_a_grey_box_cannot_screen_a_pool_yet() -> None:

@@ -8,6 +8,7 @@ from emucamp.emulators.strategies import (
     IntegratedVarianceStrategy,
     MaxVarianceStrategy,
     SobolStrategy,
+    default_candidates,
     greedy_conditioned,
     make_strategy,
 )
@@ -50,6 +51,25 @@ def test_a_batch_spreads_out_and_avoids_pending_points(space, emulator, name):
     within = unit_distance(space, batch, batch)[np.triu_indices(3, k=1)]
     assert within.min() > 0.05
     assert unit_distance(space, batch, pending).min() > 0.05
+
+
+@pytest.mark.parametrize("name", ["max-variance", "integrated-variance"])
+def test_picks_come_from_that_selections_candidate_set(space, emulator, name):
+    strategy = make_strategy(name, space, seed=2, drawn=5, candidates=16)
+    batch = strategy.select(emulator, 3)
+    # The 6th selection of this campaign (5 drawn before): its own 16 Sobol points, no others.
+    candidates = space.from_unit(space.sobol_unit(16, seed=2 * 1_000_003 + 6))
+    assert unit_distance(space, batch, candidates).min(axis=1).max() < 1e-9
+
+
+def test_integrated_variances_default_candidate_set_grows_with_the_dimension():
+    assert default_candidates(2) == 1024
+    assert default_candidates(8) == 4096
+    box = Space([Parameter(f"x{i}", 0.0, 1.0) for i in range(8)])
+    assert make_strategy("integrated-variance", box, seed=0).candidates == 4096
+    # More candidates sent max-variance's picks to the corners: it keeps 1,024.
+    assert make_strategy("max-variance", box, seed=0).candidates == 1024
+    assert make_strategy("max-variance", box, seed=0, candidates=300).candidates == 300
 
 
 def test_max_variance_picks_the_most_uncertain_region(space):
