@@ -69,6 +69,7 @@ PRIORS = "none"  # set by --priors
 KERNEL = "rbf"  # set by --kernel
 POSITIVE = False  # set by --positive: the output modelled on a log scale
 MODEL_LAG: float | None = 0.25  # set by --model-lag ([design] model_lag; 0: none)
+WORKERS = 4  # set by --workers ([execution] workers: simulations in flight)
 TARGETS = (0.05, 0.01)
 NEEDED_TARGETS = (0.05, 0.01, 0.001)  # the "sims to" columns
 
@@ -144,6 +145,7 @@ def active_run(function: str, strategy: str, seed: int, budget: int, folder: Pat
         "parameters": params,
         "outputs": {"y": {"positive": POSITIVE}},
         "design": {"strategy": strategy, "model_lag": MODEL_LAG},
+        "execution": {"workers": WORKERS},
         "emulator": {"priors": PRIORS, "kernel": KERNEL},
         "stop": {"max_simulations": budget, "target_std": target_std,
                  "max_failure_rate": 1.0},
@@ -346,6 +348,12 @@ def main() -> None:
         help="The campaigns' [design] model_lag (0: none, the loop's speed decides).",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="The campaigns' [execution] workers: simulations in flight (1: sequential).",
+    )
+    parser.add_argument(
         "--tables-from",
         type=Path,
         nargs="+",
@@ -358,9 +366,10 @@ def main() -> None:
             records = [r for r in saved if r["function"] == function]
             print(table(function, records), tracking(function, records), sep="\n\n", end="\n\n")
         return
-    global PRIORS, KERNEL, POSITIVE, MODEL_LAG
+    global PRIORS, KERNEL, POSITIVE, MODEL_LAG, WORKERS
     PRIORS, KERNEL, POSITIVE = args.priors, args.kernel, args.positive
     MODEL_LAG = args.model_lag or None
+    WORKERS = args.workers
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for function in args.functions:
