@@ -37,7 +37,9 @@ from emucamp.testfunctions import DOMAINS, borehole_np
 REFIT_GROWTH = 0.10  # the campaign loop refits after 10 % more results
 
 
-def one(n: int, max_fit_points: int, priors: str, picks: int = 8) -> dict[str, Any]:
+def one(
+    n: int, max_fit_points: int, priors: str, picks: int = 8, candidates: int | None = None
+) -> dict[str, Any]:
     """Everything for one n, in this process."""
     space = Space([Parameter(p, lo, hi) for p, (lo, hi) in DOMAINS["borehole"].items()])
     rng = np.random.default_rng(n)
@@ -62,7 +64,7 @@ def one(n: int, max_fit_points: int, priors: str, picks: int = 8) -> dict[str, A
     pending = space.from_unit(rng.random((8, space.dim)))
     select = {}
     for name in ("integrated-variance", "max-variance"):
-        strategy = make_strategy(name, space, seed=0)
+        strategy = make_strategy(name, space, seed=0, candidates=candidates)
         t0 = time.perf_counter()
         strategy.select(emu, picks, pending)
         select[name] = time.perf_counter() - t0
@@ -91,10 +93,18 @@ def main() -> None:
     parser.add_argument("--exact-up-to", type=int, default=2000)
     parser.add_argument("--priors", choices=["botorch", "none"], default="none")
     parser.add_argument("--picks", type=int, default=8, help="inputs per selection")
-    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # n, fit points, priors, picks
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=0,
+        help="candidates per selection (0: the strategies' defaults, [design] candidates)",
+    )
+    # n, fit points, priors, picks, candidates
+    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), int(args.one[1]), args.one[2], int(args.one[3]))))
+        n, fit_points, priors, picks, candidates = args.one
+        print(json.dumps(one(int(n), int(fit_points), priors, int(picks), int(candidates) or None)))
         return
     print(
         "| n | hyperparameters fitted on | fit s | diagnostics s | predict 1,000 s "
@@ -117,6 +127,7 @@ def main() -> None:
                     str(fit_points),
                     args.priors,
                     str(args.picks),
+                    str(args.candidates),
                 ],
                 capture_output=True,
                 text=True,
