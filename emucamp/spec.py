@@ -294,7 +294,7 @@ class DesignSection(_Section):
         le=65536,
         description="Fresh Sobol candidates per selection of integrated-variance and "
         "max-variance; default 512 d, at least 1,024, for integrated-variance (an 8-D box "
-        "needs more than a 2-D one) and 1,024 for max-variance.",
+        "needs more than a 2-D one; 1,024 past 1,000 runs) and 1,024 for max-variance.",
     )
     model_lag: float | None = Field(
         default=None,

@@ -137,14 +137,23 @@ class MaxVarianceStrategy:
         return self.space.from_unit(C[picks])
 
 
-def default_candidates(dim: int) -> int:
-    """Integrated-variance's fresh candidates per selection in ``dim`` dimensions: 512 d, >= 1,024.
+def default_candidates(dim: int, n: int = 0) -> int:
+    """Integrated-variance's fresh candidates per selection: 512 d (at least 1,024) up to n = 1,000.
 
     A fixed 1,024 leaves an 8-D box sparse: on Borehole, integrated-variance with 4,096
-    candidates reached NRMSE 1 % after 71 runs (median of 15 campaigns) against 80 with
-    1,024; the 3-D heat2d example gained nothing from more (``benchmarks/README.md``).
+    candidates reached NRMSE 1 % after 70 runs (median of 20 campaigns) against about 80
+    with 1,024; the 3-D heat2d example gained nothing from more (``benchmarks/README.md``).
+    A selection costs ``n^2`` per candidate (a triangular solve), so past ``_MANY_RUNS``
+    training runs, where the design is dense anyway, it is back to 1,024.
+
+    Args:
+        dim: The space's dimension ``d``.
+        n: Training runs of the emulator that selects.
     """
-    return max(1024, 512 * dim)
+    return 1024 if n > _MANY_RUNS else max(1024, 512 * dim)
+
+
+_MANY_RUNS = 1000
 
 
 def _gain(emulator: GPEmulator, U: np.ndarray) -> torch.Tensor | None:
@@ -182,6 +191,8 @@ def greedy_conditioned(
             with ``integrate`` how much simulating each candidate would lower the mean
             variance over the integration points.
         integrate: ``r x d`` unit-cube integration points: score by integrated variance.
+            The emulator keeps their solve for the next call with the same array (a
+            strategy's fixed set), so it must not be changed in place.
             Simulating ``x`` lowers the variance at ``z`` by ``S(z, x)^2 / (S(x, x) + noise)``,
             so the mean reduction over the points is BoTorch's
             ``qNegIntegratedPosteriorVariance`` at ``x`` up to a constant, in closed form.
@@ -203,7 +214,12 @@ def greedy_conditioned(
         # Only the blocks the picks use, never the whole (c + r + p)^2 joint covariance:
         # posterior covariance = prior - V'V, with V the whitened cross-covariance. A pick's
         # row against the candidates is built when it is picked (c x c is never stored).
-        V = emulator.whitened_cross(np.vstack([CR, P]))
+        # The integration set is the strategy's own for its lifetime: its solve is kept.
+        Vc = emulator.whitened_cross(np.vstack([C, P]))
+        if r:
+            Vr = emulator.whitened_cross(R, keep=True)
+            Vc = torch.cat([Vc[:, :, :c], Vr, Vc[:, :, c:]], dim=-1)
+        V = Vc
         Vcr, Vp = V[:, :, : c + r], V[:, :, c + r :]
         scale = torch.ones(m, c + r, dtype=DTYPE)
         if integrate_weights is not None and r:
@@ -290,8 +306,7 @@ class IntegratedVarianceStrategy:
         candidates: int | None = None,
         start: int = 0,
     ) -> None:
-        self.space, self.seed = space, seed
-        self.candidates = candidates or default_candidates(space.dim)
+        self.space, self.seed, self.candidates = space, seed, candidates
         self.mc_points = space.sobol_unit(mc_points, seed=seed + 7919)
         self._calls = start
 
@@ -303,7 +318,8 @@ class IntegratedVarianceStrategy:
             raise ValueError("integrated-variance needs a fitted emulator")
         self._calls += 1
         # A new scramble per call: successive picks are not confined to one point set.
-        C = self.space.sobol_unit(self.candidates, seed=self.seed * 1_000_003 + self._calls)
+        count = self.candidates or default_candidates(self.space.dim, emulator.n)
+        C = self.space.sobol_unit(count, seed=self.seed * 1_000_003 + self._calls)
         P = self.space.to_unit(pending) if pending is not None and len(pending) else C[:0]
         weights = torch.as_tensor(emulator.latent_weights, dtype=DTYPE)[:, None]
         picks = greedy_conditioned(

@@ -274,6 +274,26 @@ def test_joint_covariance_is_the_models_own_posterior_covariance(space, fitted):
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-8)
 
 
+def test_a_kept_solve_is_reused_for_the_same_points_until_the_next_fit(space):
+    X = space.sobol(16, seed=2)
+    emulator = GPEmulator(space, ["y1", "y2"]).fit(X, truth(X))
+    R = np.random.default_rng(8).random((40, 2))
+    kept = emulator.whitened_cross(R, keep=True)
+    assert emulator.whitened_cross(R, keep=True) is kept
+    # Equal points in another array are solved afresh, and give the same numbers.
+    np.testing.assert_allclose(emulator.whitened_cross(R.copy(), keep=True).numpy(), kept.numpy())
+    X2 = np.vstack([X, space.sobol(4, seed=9)])
+    emulator.fit(X2, truth(X2))
+    again = emulator.whitened_cross(R, keep=True)
+    assert again.shape == (2, 20, 40)  # refitted on 20 runs: not the 16-run solve
+    prior = emulator.prior_covariance(R, R)
+    np.testing.assert_allclose(
+        (prior - again.transpose(-1, -2) @ again).numpy(),
+        emulator.joint_covariance(R).numpy(),
+        atol=1e-10,
+    )
+
+
 def test_latent_predictions_are_botorchs_posterior(space, fitted):
     U = np.random.default_rng(6).random((50, 2))
     mean, std = fitted.predict_latent(U, chunk=16)  # several chunks
