@@ -34,7 +34,12 @@ from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, TagsContext
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_SERVER_ANALYTICS_ENABLED,
+    get_current_settings,
+    temporary_settings,
+)
 from prefect_dask.task_runners import DaskTaskRunner
 
 from emucamp.cluster import api_prologue, cluster_class, job_name
@@ -467,6 +472,18 @@ def _reaper(server_pid: int) -> subprocess.Popen[bytes]:
 _SERVER_START_TIMEOUT = 120  # s: the least the temporary server gets to start
 
 
+def _temporary_server_settings() -> dict[Any, Any]:
+    """Settings the run's own temporary server starts with (it inherits them as env vars).
+
+    Its usage telemetry is off unless the user chose otherwise: it is a private detail of
+    one run, and on a machine without internet (a cluster's compute node) it logged an
+    ERROR for every run ("Failed to send telemetry").
+    """
+    if "analytics_enabled" in get_current_settings().server.model_fields_set:
+        return {}
+    return {PREFECT_SERVER_ANALYTICS_ENABLED: False}
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """Make sure one Prefect API serves the flow and every Dask worker process.
@@ -492,7 +509,8 @@ def prefect_api() -> Iterator[str]:
         timeout = max(get_current_settings().server.ephemeral.startup_timeout_seconds,
                       _SERVER_START_TIMEOUT)  # fmt: skip
         try:
-            server.start(timeout=timeout)
+            with temporary_settings(_temporary_server_settings()):
+                server.start(timeout=timeout)
         except RuntimeError as exc:
             server.stop()
             raise EmucampError(

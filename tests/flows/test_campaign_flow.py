@@ -394,6 +394,28 @@ print("children:", [p.name() for p in psutil.Process().children(recursive=True)]
 """
 
 
+_SERVER_SETTINGS = """
+from emucamp.flows import campaign
+print({s.name: v for s, v in campaign._temporary_server_settings().items()})
+"""
+
+
+@pytest.mark.parametrize(
+    ("chosen", "expected"),
+    [(None, "{'PREFECT_SERVER_ANALYTICS_ENABLED': False}"), ("true", "{}"), ("false", "{}")],
+)
+def test_the_temporary_server_sends_no_telemetry_unless_the_user_chose(tmp_path, chosen, expected):
+    # Offline (a compute node), every run's temporary server logged an ERROR otherwise.
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_ANALYTICS_ENABLED"}
+    env["PREFECT_HOME"] = str(tmp_path)
+    if chosen is not None:
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = chosen
+    done = subprocess.run([sys.executable, "-c", _SERVER_SETTINGS], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
 def test_a_temporary_server_that_does_not_answer_in_time_is_stopped_and_named(tmp_path):
     # A fresh Prefect home takes 14-21 s to migrate its database here: never within 1 s.
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
