@@ -665,47 +665,40 @@ def test_a_key_with_a_line_break_still_gives_one_line() -> None:
     assert str(err.value) == "fuzz.toml: campaign.'\\n': unknown key (got None)"
 
 
-def test_a_pool_campaign_defaults_to_max_variance_over_the_pool(tmp_path: Path) -> None:
-    from emucamp.spec import parse_spec
-
-    (tmp_path / "pool.csv").write_text("x1,x2\n0.1,0.2\n0.3,0.4\n")
-    data = {
+def pool_doc(**sections: Any) -> dict[str, Any]:
+    """A screening campaign's document over ``pool.csv``; ``sections`` replace its own."""
+    doc: dict[str, Any] = {
         "campaign": {"name": "s"},
         "simulator": {"function": "emucamp.testfunctions:branin"},
         "parameters": {"x1": {}, "x2": {}},
         "outputs": {"y": {}},
         "pool": {"path": "pool.csv"},
-        "design": {"initial": 2},
     }
+    return doc | sections
+
+
+def test_a_pool_campaign_defaults_to_max_variance_over_the_pool(tmp_path: Path) -> None:
+    from emucamp.spec import parse_spec
+
+    (tmp_path / "pool.csv").write_text("x1,x2\n0.1,0.2\n0.3,0.4\n")
+    data = pool_doc(design={"initial": 2})
     assert parse_spec(data, base_dir=tmp_path).design.strategy == "max-variance"
 
 
 def test_a_pool_campaign_rejects_a_candidate_count(tmp_path: Path) -> None:
     from emucamp.spec import parse_spec
 
-    data = {
-        "campaign": {"name": "s"},
-        "simulator": {"function": "emucamp.testfunctions:branin"},
-        "parameters": {"x1": {}, "x2": {}},
-        "outputs": {"y": {}},
-        "pool": {"path": "pool.csv"},
-        "design": {"candidates": 4096},
-    }
     with pytest.raises(SpecError, match=r"design.candidates: a \[pool\] campaign's candidates"):
-        parse_spec(data, base_dir=tmp_path)
+        parse_spec(pool_doc(design={"candidates": 4096}), base_dir=tmp_path)
 
 
 def test_a_grey_box_cannot_screen_a_pool_yet() -> None:
     from emucamp.spec import parse_spec
 
-    data = {
-        "campaign": {"name": "s"},
-        "simulator": {"function": "emucamp.testfunctions:branin"},
-        "parameters": {"x1": {}, "x2": {}},
-        "outputs": {"y": {"positive": True}},
-        "pool": {"path": "pool.csv"},
-        "goal": {"output": "y", "below": 1.0},
-        "design": {"strategy": "straddle"},
-    }
+    data = pool_doc(
+        outputs={"y": {"positive": True}},
+        goal={"output": "y", "below": 1.0},
+        design={"strategy": "straddle"},
+    )
     with pytest.raises(SpecError, match="positive outputs cannot be used with it yet"):
         parse_spec(data)
