@@ -586,8 +586,8 @@ class GPEmulator:
             U: ``z x d`` unit-cube points.
             keep: Keep the result for this very array (the same object, such as a strategy's
                 fixed integration set), so that later calls with it cost nothing until the
-                next fit; one array is kept. The solve costs ``n^2 z``: half of a selection
-                at n = 5,000 over 1,024 candidates and 1,024 integration points.
+                next fit; one array is kept. The solve costs ``n^2 z``: over 1,024
+                candidates and 1,024 integration points, half of a selection's.
         """
         if keep and self._kept is not None and self._kept[0] is U:
             return self._kept[1]

@@ -137,6 +137,9 @@ class MaxVarianceStrategy:
         return self.space.from_unit(C[picks])
 
 
+_MANY_RUNS = 1000  # past this many runs, integrated-variance is back to 1,024 candidates
+
+
 def default_candidates(dim: int, n: int = 0) -> int:
     """Integrated-variance's fresh candidates per selection: 512 d (at least 1,024) up to n = 1,000.
 
@@ -151,9 +154,6 @@ def default_candidates(dim: int, n: int = 0) -> int:
         n: Training runs of the emulator that selects.
     """
     return 1024 if n > _MANY_RUNS else max(1024, 512 * dim)
-
-
-_MANY_RUNS = 1000
 
 
 def _gain(emulator: GPEmulator, U: np.ndarray) -> torch.Tensor | None:
@@ -177,8 +177,8 @@ def greedy_conditioned(
     the integration points, the pending inputs against both, and one row per pick. All
     pending inputs are conditioned in at once, then each pick exactly, as one more row of a
     pivoted Cholesky factor (a GP's posterior variance does not depend on the values
-    observed). Building the whole joint covariance instead cost 3x the time at n = 100
-    and 1,024 candidates, and 5x with 4,096.
+    observed). Building the whole joint covariance instead took 2.1-2.4x the time over
+    1,024 candidates at n = 100-2,000 (``benchmarks/README.md``).
     A candidate equal to a pending input is never picked.
 
     Args:
@@ -191,11 +191,11 @@ def greedy_conditioned(
             with ``integrate`` how much simulating each candidate would lower the mean
             variance over the integration points.
         integrate: ``r x d`` unit-cube integration points: score by integrated variance.
-            The emulator keeps their solve for the next call with the same array (a
-            strategy's fixed set), so it must not be changed in place.
             Simulating ``x`` lowers the variance at ``z`` by ``S(z, x)^2 / (S(x, x) + noise)``,
             so the mean reduction over the points is BoTorch's
             ``qNegIntegratedPosteriorVariance`` at ``x`` up to a constant, in closed form.
+            The emulator keeps their solve for the next call with the same array (a
+            strategy's fixed set), so it must not be changed in place.
         integrate_weights: ``m x r`` weights of the integration points per latent column
             (a weighted mean of the variance; default: all 1).
 
@@ -215,11 +215,9 @@ def greedy_conditioned(
         # posterior covariance = prior - V'V, with V the whitened cross-covariance. A pick's
         # row against the candidates is built when it is picked (c x c is never stored).
         # The integration set is the strategy's own for its lifetime: its solve is kept.
-        Vc = emulator.whitened_cross(np.vstack([C, P]))
+        V = emulator.whitened_cross(np.vstack([C, P]))
         if r:
-            Vr = emulator.whitened_cross(R, keep=True)
-            Vc = torch.cat([Vc[:, :, :c], Vr, Vc[:, :, c:]], dim=-1)
-        V = Vc
+            V = torch.cat([V[:, :, :c], emulator.whitened_cross(R, keep=True), V[:, :, c:]], -1)
         Vcr, Vp = V[:, :, : c + r], V[:, :, c + r :]
         scale = torch.ones(m, c + r, dtype=DTYPE)
         if integrate_weights is not None and r:
