@@ -39,7 +39,6 @@ def _fail(exc: Exception) -> typer.Exit:
 def _quiet_dask() -> None:
     # Worker processes inherit these: keep distributed's INFO chatter off the terminal.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _prefect_console(level: str) -> None:

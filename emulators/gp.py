@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 DTYPE = torch.float64
 
 
-def _tensor(a: np.ndarray) -> torch.Tensor:
+def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a.to(DTYPE)
     return torch.as_tensor(np.asarray(a, dtype=float), dtype=DTYPE)
 
 
@@ -554,7 +556,9 @@ class GPEmulator:
             covariance: torch.Tensor = self.prior_covariance(U, U) - V.transpose(-1, -2) @ V
         return covariance
 
-    def prior_covariance(self, Ua: np.ndarray, Ub: np.ndarray) -> torch.Tensor:
+    def prior_covariance(
+        self, Ua: np.ndarray | torch.Tensor, Ub: np.ndarray | torch.Tensor
+    ) -> torch.Tensor:
         """The fitted kernel between ``a x d`` and ``b x d`` unit-cube points: ``L x a x b``.
 
         Standardised units. With :meth:`whitened_cross`, the posterior covariance of any two
@@ -562,19 +566,16 @@ class GPEmulator:
         a large joint covariance builds only those.
         """
         model, m = self._require(), self.n_latent
-        A = _tensor(Ua).unsqueeze(0).expand(m, len(Ua), Ua.shape[1])
-        B = _tensor(Ub).unsqueeze(0).expand(m, len(Ub), Ub.shape[1])
         with torch.no_grad():
-            K: torch.Tensor = model.covar_module(A, B).to_dense().reshape(m, len(Ua), len(Ub))
-        return K
+            K: torch.Tensor = model.covar_module(self._batched(Ua), self._batched(Ub)).to_dense()
+        return K.reshape(m, len(Ua), len(Ub))
 
     def prior_variance(self, U: np.ndarray) -> torch.Tensor:
         """The fitted kernel's diagonal at ``z x d`` unit-cube points: ``L x z``."""
-        model, m = self._require(), self.n_latent
-        Z = _tensor(U).unsqueeze(0).expand(m, len(U), U.shape[1])
+        model = self._require()
         with torch.no_grad():
-            k: torch.Tensor = model.covar_module(Z, diag=True).reshape(m, len(U))
-        return k
+            k: torch.Tensor = model.covar_module(self._batched(U), diag=True)
+        return k.reshape(self.n_latent, len(U))
 
     def whitened_cross(self, U: np.ndarray, keep: bool = False) -> torch.Tensor:
         """``L^-1 K(X, U)`` for ``z x d`` unit-cube points: ``L x n x z``.
@@ -591,13 +592,15 @@ class GPEmulator:
         """
         if keep and self._kept is not None and self._kept[0] is U:
             return self._kept[1]
-        m = self.n_latent
-        Z = _tensor(U).unsqueeze(0).expand(m, len(U), U.shape[1])
         with torch.no_grad():
-            _, V = self._cross(Z)
+            _, V = self._cross(self._batched(U))
         if keep:
             self._kept = (U, V)
         return V
+
+    def _batched(self, U: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``z x d`` points as the batched model takes them: ``L x z x d`` (a view)."""
+        return _tensor(U).unsqueeze(0).expand(self.n_latent, len(U), U.shape[1])
 
     def _cross(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prior cross-covariance ``K(X, Z)`` and ``L^-1 K(X, Z)``: each ``L x n x z``."""

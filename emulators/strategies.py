@@ -206,7 +206,8 @@ def greedy_conditioned(
     assert model is not None
     m = emulator.n_latent
     R = integrate if integrate is not None else C[:0]
-    CR = np.vstack([C, R])
+    # As a tensor once: each pick's row is built against it.
+    CR = torch.as_tensor(np.vstack([C, R]), dtype=DTYPE)
     c, r, p = C.shape[0], R.shape[0], P.shape[0]
     same = np.abs(C[:, None, :] - P[None, :, :]) <= 1e-12  # c x p x d
     taken = torch.as_tensor(same.all(axis=2).any(axis=1), dtype=torch.bool)
