@@ -484,13 +484,23 @@ class CampaignStore:
         return len(self._status)
 
     @_writes_samples
-    def add_pending(self, X: np.ndarray, iteration: int, origin: str) -> list[int]:
-        """Record ``n x d`` inputs as ``pending`` (before they are submitted); return their ids."""
+    def add_pending(
+        self, X: np.ndarray, iteration: int, origin: str, submitted_at: float | None = None
+    ) -> list[int]:
+        """Record ``n x d`` inputs as ``pending``; return their ids (the next ``n`` numbers).
+
+        Args:
+            X: The inputs, ``n x d``.
+            iteration: The retraining whose model chose them.
+            origin: What chose them (``initial``, a strategy's name).
+            submitted_at: When they were submitted (Unix seconds), if that was before this
+                write; now by default.
+        """
         X = np.atleast_2d(np.asarray(X, dtype=float))
         k, n0 = X.shape[0], self.n_samples
         if X.shape[1] != len(self.parameters):
             raise ValueError(f"expected {len(self.parameters)} columns, got {X.shape[1]}")
-        now = time.time()
+        now = time.time() if submitted_at is None else submitted_at
         columns: dict[str, np.ndarray] = {"sample": np.arange(n0, n0 + k, dtype=np.int64)}
         for j, name in enumerate(self.parameters):
             columns[name] = X[:, j]

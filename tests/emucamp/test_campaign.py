@@ -632,3 +632,65 @@ def test_results_that_arrive_between_refits_are_conditioned_into_selection(make_
         campaign._select(strategy, SobolStrategy(campaign.space, 1), 1)
     assert strategy.pending is not None
     np.testing.assert_allclose(strategy.pending, fresh)  # only the two the model has not seen
+
+
+class RefillWatcher(CampaignObserver):
+    """At each model-chosen submission, notes what the store holds.
+
+    With ``fail_at = k``, the k-th submission made while results were unwritten raises.
+    """
+
+    def __init__(self, fail_at: int | None = None):
+        self.refills = 0
+        self.unwritten_picks = 0  # submissions whose own rows were not in the store yet
+        self.with_unrecorded = 0  # submissions made while finished results were unwritten
+        self.unrecorded: set[int] = set()  # those results, at the latest submission
+        self.fail_at = fail_at
+
+    def on_submit(self, jobs, campaign):
+        if campaign.emulator is None:
+            return  # the initial design: written before it is submitted
+        self.refills += 1
+        store = campaign.store
+        self.unwritten_picks += min(j.sample_id for j in jobs) >= store.n_samples
+        in_flight = {i for _, ids in campaign.in_flight.values() for i in ids}
+        self.unrecorded = set(store.ids("pending")) - in_flight
+        self.with_unrecorded += bool(self.unrecorded)
+        if self.unrecorded and self.with_unrecorded == self.fail_at:
+            raise RuntimeError("the loop is interrupted here")
+
+
+def test_a_refill_goes_out_before_the_results_that_freed_it_are_written(
+    make_spec, tmp_path, monkeypatch
+):
+    """A worker's next input waits only for its selection: the finished results' records
+    and the new rows are written after the submission (on a busy machine each write takes
+    0.1-0.5 s). The rows still carry the time they were submitted."""
+    monkeypatch.setenv("EMUCAMP_TEST_DELAY", "0.02")
+    spec = make_spec(stop={"max_simulations": 30}, execution={"workers": 2})
+    watcher = RefillWatcher()
+    outcome = run(spec, watcher)
+    assert outcome.counts["ok"] == 30
+    assert watcher.refills > 5
+    assert watcher.unwritten_picks == watcher.refills
+    assert watcher.with_unrecorded > watcher.refills // 2, vars(watcher)
+    ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
+    assert list(ds["sample"].values) == list(range(30))
+    submitted = ds["submitted_at"].values.astype("datetime64[ns]").astype(np.int64)
+    started = ds["started_at"].values.astype("datetime64[ns]").astype(np.int64)
+    assert (submitted <= started).all()
+
+
+def test_results_finished_before_an_interrupted_refill_are_kept(make_spec, tmp_path):
+    """The loop dies while submitting a refill: the results that freed its slot, not yet
+    written then, are written on the way out, and a rerun finishes the campaign."""
+    spec = make_spec(stop={"max_simulations": 30}, execution={"workers": 2})
+    watcher = RefillWatcher(fail_at=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(spec, watcher)
+    assert watcher.unrecorded  # the failing submission came before these were written
+    store = CampaignStore.open(tmp_path / "t.zarr")
+    assert watcher.unrecorded <= set(store.ids("ok"))
+    ds = store.to_xarray().load()
+    assert np.isfinite(ds["y"].values[sorted(watcher.unrecorded)]).all()
+    assert run(spec).counts["ok"] == 30

@@ -83,6 +83,19 @@ def test_pending_then_record_round_trips_through_reopen_and_xarray(store, tmp_pa
     assert list(ds["origin"].values) == ["initial"] * 3
 
 
+def test_rows_written_after_their_submission_keep_its_time(store, tmp_path):
+    """The campaign submits picks first and writes their rows after: the row keeps the
+    submission's time, and the ids are the next numbers, as the loop assumed."""
+    store.add_pending(np.array([[0.1, 1.0]]), 0, "initial")
+    submitted = 1_700_000_123.25
+    assert store.n_samples == 1
+    ids = store.add_pending(np.array([[0.2, 2.0], [0.3, 3.0]]), 1, "max-variance", submitted)
+    assert ids == [1, 2]
+    stamps = CampaignStore.open(tmp_path / "c.zarr").timestamps()["submitted_at"]
+    assert list(stamps[1:]) == [submitted, submitted]
+    assert abs(stamps[0] - time.time()) < 60  # no time given: the write's
+
+
 def test_steps_and_coordinates_are_readable_with_xarray(store, tmp_path):
     store.add_step(step(5))
     store.add_step(step(9))
