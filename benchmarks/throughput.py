@@ -2,7 +2,9 @@
 
 For each T, the same campaign (3 inputs, max-variance, emulator really fitting and
 selecting) runs twice: as the Prefect flow on a DaskTaskRunner, and as the engine-free loop
-on a raw ``distributed.Client`` (no Prefect). Figures come from the store's timestamps:
+on a raw ``distributed.Client`` (no Prefect). ``--modes bare`` adds the machine's ceiling:
+the same simulations on the same cluster through ``client.submit`` and ``as_completed``
+alone, with no model and no store. Figures come from the store's timestamps:
 
 - utilisation = sum of simulation seconds / (W x wall seconds from first submit to last result)
 - idle gap = time a worker waited between finishing one simulation and starting the next
@@ -16,6 +18,7 @@ last result by process: the flow (the loop, its fits, Prefect's client, and for 
 ``LocalCluster`` the Dask scheduler and nannies), the Prefect server, and the Dask workers.
 
     python benchmarks/throughput.py --workers 8 --n 300 --T 2 0.2 0.01 [--per-task 1 auto] [--cpu]
+        [--modes prefect dask bare]
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import math
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
@@ -66,11 +71,25 @@ def metrics(store_path: Path, workers: int, cpu: float) -> dict[str, float]:
     sub = ds["submitted_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
     start = ds["started_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
     end = ds["finished_at"].values.astype("datetime64[ns]").astype(np.int64) / 1e9
+    names = [str(w).split("/")[0] for w in ds["worker"].values]
+    return timeline_metrics(sub, start, end, names, workers, cpu, int(ds.sizes.get("step", 0)))
+
+
+def timeline_metrics(
+    sub: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    names: list[str],
+    workers: int,
+    cpu: float,
+    steps: int,
+) -> dict[str, float]:
+    """The table's figures from each simulation's submit, start and end (epoch s) and worker."""
     busy = float(np.sum(end - start))
     wall = float(end.max() - sub.min())
     by_worker: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for w, s, e in zip(ds["worker"].values, start, end, strict=True):
-        by_worker[str(w).split("/")[0]].append((s, e))
+    for w, s, e in zip(names, start, end, strict=True):
+        by_worker[w].append((s, e))
     last_end = end.max()
     gaps = []
     first_starts, end_idle = [], []
@@ -95,7 +114,7 @@ def metrics(store_path: Path, workers: int, cpu: float) -> dict[str, float]:
         "first_start_s": float(np.mean(first_starts)),
         "end_idle_s": float(np.mean(end_idle)),
         "flow_cpu_s_per_sim": cpu / n,
-        "steps": int(ds.sizes.get("step", 0)),
+        "steps": steps,
     }
 
 
@@ -178,13 +197,92 @@ def run_raw_dask(spec: Any, workers: int, stream: bool = True) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _bare_pack(xs: list[list[float]]) -> tuple[str, list[tuple[float, float]]]:
+    """Run one pack of simulations on a worker; its name and each run's (start, end)."""
+    from distributed import get_worker
+    from throughput_sim import sleepy
+
+    times = []
+    for x in xs:
+        t0 = time.time()
+        sleepy(*x)
+        times.append((t0, time.time()))
+    return get_worker().address, times
+
+
+def run_bare_dask(
+    workers: int, n: int, per_task: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The machine's ceiling: the same simulations on the same cluster, with no model.
+
+    Inputs are a Sobol sequence drawn up front, so nothing but ``client.submit`` and
+    ``as_completed`` stands between a result and its worker's refill. ``per_task = 1``: one
+    simulation per task, one task per worker. ``auto``: two packs per worker, each at most 10
+    simulations and at most an equal share of what is left (guided self-scheduling).
+    """
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+    from scipy.stats import qmc
+
+    X = qmc.Sobol(3, seed=0).random(n).tolist()
+    packed = per_task == "auto"
+    held = 2 if packed else 1
+    out: list[tuple[float, str, float, float]] = []  # submit, worker, start, end
+    with (
+        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                     dashboard_address=None, host="127.0.0.1") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        client.run(lambda: None)
+        client.run(sys.path.insert, 0, str(HERE))
+        pos = 0
+        sent: dict[Any, float] = {}
+
+        def submit() -> Any:
+            nonlocal pos
+            left = n - pos
+            if left <= 0:
+                return None
+            k = min(10, math.ceil(left / (held * workers))) if packed else 1
+            future = client.submit(_bare_pack, X[pos : pos + k], pure=False)
+            pos += k
+            sent[future] = time.time()
+            return future
+
+        futures = [f for f in (submit() for _ in range(held * workers)) if f is not None]
+        done = as_completed(futures)
+        for future in done:
+            worker, times = future.result()
+            out += [(sent[future], worker, s, e) for s, e in times]
+            refill = submit()
+            if refill is not None:
+                done.add(refill)
+    sub, names, start, end = zip(*out, strict=True)
+    return np.array(sub), np.array(start), np.array(end), list(names)
+
+
+def row(T: float, mode: str, per_task: str, m: dict[str, float]) -> str:
+    """One line of the utilisation table."""
+    return (
+        f"| {T:g} | {mode} | {per_task} | {m['n']} | {m['wall_s']:.1f} | "
+        f"{m['utilisation']:.1%} | {m['sims_per_s']:.1f} | {m['mean_gap_s']:.3f} | "
+        f"{m['p95_gap_s']:.3f} | {m['idle_s_per_worker']:.2f} | "
+        f"{m['first_start_s']:.2f} | {m['end_idle_s']:.2f} | "
+        f"{m['flow_cpu_s_per_sim']:.3f} | {m['steps']} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--T", type=float, nargs="+", default=[2.0, 0.2, 0.01])
     parser.add_argument("--per-task", nargs="+", default=["1"])
-    parser.add_argument("--modes", nargs="+", default=["prefect", "dask"])
+    parser.add_argument(
+        "--modes", nargs="+", default=["prefect", "dask"], choices=["prefect", "dask", "bare"],
+        help="bare: the same simulations with no model and no store (the machine's ceiling).",
+    )  # fmt: skip
     parser.add_argument("--cpu", action="store_true", help="Also split CPU time by process.")
     parser.add_argument(
         "--no-stream", action="store_true",
@@ -203,6 +301,14 @@ def main() -> None:
         os.environ["EMUCAMP_BENCH_T"] = str(T)
         for mode in args.modes:
             for per_task in args.per_task:
+                if mode == "bare":
+                    before = resource.getrusage(resource.RUSAGE_SELF)
+                    sub, start, end, names = run_bare_dask(args.workers, args.n, per_task)
+                    after = resource.getrusage(resource.RUSAGE_SELF)
+                    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    m = timeline_metrics(sub, start, end, names, args.workers, cpu, 0)
+                    print(row(T, mode, per_task, m), flush=True)
+                    continue
                 with tempfile.TemporaryDirectory() as tmp:
                     store = Path(tmp) / "t.zarr"
                     spec = spec_for(store, args.workers, args.n, per_task)
@@ -222,14 +328,7 @@ def main() -> None:
                         f"{split.get('workers', 0.0):.2f} | "
                         f"{sum(split.values()) / (os.cpu_count() or 1) / m['wall_s']:.0%} |"
                     )
-                    print(
-                        f"| {T:g} | {mode} | {per_task} | {m['n']} | {m['wall_s']:.1f} | "
-                        f"{m['utilisation']:.1%} | {m['sims_per_s']:.1f} | {m['mean_gap_s']:.3f} | "
-                        f"{m['p95_gap_s']:.3f} | {m['idle_s_per_worker']:.2f} | "
-                        f"{m['first_start_s']:.2f} | {m['end_idle_s']:.2f} | "
-                        f"{m['flow_cpu_s_per_sim']:.3f} | {m['steps']} |",
-                        flush=True,
-                    )
+                    print(row(T, mode, per_task, m), flush=True)
     if args.cpu:
         print(
             "\n| T s | mode | per_task | wall s | flow CPU s | server CPU s | workers CPU s "

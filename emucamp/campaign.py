@@ -284,10 +284,10 @@ class _PackSizer:
     simulations of different packs (the flow's refill, the task's dispatch and set-up: the
     gap from its previous simulation's end to the pack's first start, smoothed) stays under
     ``overhead`` of the pack's simulation time. Whenever that gap shows (over ``overhead`` of
-    a pack), one more pack per worker is kept queued so a worker starts its next pack while
-    the flow is still preparing the one after: the flow's refill then costs workers nothing.
-    Long simulations (gap well under 2 %) run with no queue, so every selection sees the
-    newest model.
+    one simulation: wherever packing pays at all), one more pack per worker is kept queued so
+    a worker starts its next pack while the flow is still preparing the one after: the
+    flow's refill then costs workers nothing. Long simulations (gap well under 2 %) run with
+    no queue, so every selection sees the newest model.
     """
 
     def __init__(self, per_task: int | str, overhead: float = 0.02, limit: int = 256) -> None:
@@ -351,7 +351,7 @@ class _PackSizer:
         if self.auto:
             needed = self._gap / (self.overhead * self._sim)
             self.size = int(min(self.limit, max(1, math.ceil(needed))))
-        if self._gap > self.overhead * self.size * self._sim:
+        if self._gap > self.overhead * self._sim:
             self.queue = True
 
 

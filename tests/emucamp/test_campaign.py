@@ -290,16 +290,21 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
     # Simulations far shorter than the wait before a pack: never split below one wait.
     assert sizer.sizes(room=40, free=8, workers=4) == [40]
     # Guided self-scheduling: no pack above an equal share of what is left, among the packs
-    # the workers hold: one each here,
-    guided = _PackSizer("auto")
-    guided.observed([result(0.5)], gap=1.0)  # size 100, but a pack of 2 outlasts the wait
+    # the workers hold: one each here (the wait is under 2 % of one run: nothing queued),
+    guided = _PackSizer(100)
+    guided.observed([result(0.5)], gap=0.005)
     assert not guided.queue
-    assert guided.sizes(room=40, free=8, workers=4) == [10, 8, 6, 4, 3, 3, 2, 2]
+    assert guided.sizes(room=40, free=8, workers=4) == [10, 8, 6, 4, 3, 3, 2, 1]
     # two each (one running, one queued) here, never below the wait (3 runs of 0.5 s).
     queued = _PackSizer(100)
     queued.observed([result(0.5)], gap=1.5)
     assert queued.queue
     assert queued.sizes(room=40, free=8, workers=4) == [5, 5, 4, 4, 3, 3, 3, 3]
+    # Wherever packing pays, a pack is queued too: auto sizes the pack so the wait is 2 % of
+    # it, and each pack boundary would still cost a worker that wait.
+    packing = _PackSizer("auto")
+    packing.observed([result(0.5)], gap=0.05)
+    assert packing.size == 5 and packing.queue
     fixed = _PackSizer(4)
     fixed.observed([result(1e-4)])
     assert fixed.size == 4
