@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,12 +177,11 @@ def run_prefect(spec: Any) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def run_raw_dask(spec: Any, workers: int, stream: bool = True) -> float:
+@contextlib.contextmanager
+def dask_client(workers: int) -> Iterator[Any]:
+    """A client of a local cluster of ``workers`` one-thread processes, started and warm."""
     import dask
     from distributed import Client, LocalCluster
-
-    from emucamp.campaign import Campaign
-    from emucamp.executors import DaskExecutor
 
     with (
         dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
@@ -190,6 +190,14 @@ def run_raw_dask(spec: Any, workers: int, stream: bool = True) -> float:
         Client(cluster) as client,
     ):  # fmt: skip
         client.run(lambda: None)
+        yield client
+
+
+def run_raw_dask(spec: Any, workers: int, stream: bool = True) -> float:
+    from emucamp.campaign import Campaign
+    from emucamp.executors import DaskExecutor
+
+    with dask_client(workers) as client:
         before = resource.getrusage(resource.RUSAGE_SELF)
         with Campaign.open(spec) as campaign:
             campaign.run(DaskExecutor(client, campaign.runner, stream=stream))
@@ -220,21 +228,14 @@ def run_bare_dask(
     simulation per task, one task per worker. ``auto``: two packs per worker, each at most 10
     simulations and at most an equal share of what is left (guided self-scheduling).
     """
-    import dask
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
     from scipy.stats import qmc
 
     X = qmc.Sobol(3, seed=0).random(n).tolist()
     packed = per_task == "auto"
     held = 2 if packed else 1
     out: list[tuple[float, str, float, float]] = []  # submit, worker, start, end
-    with (
-        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                     dashboard_address=None, host="127.0.0.1") as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        client.run(lambda: None)
+    with dask_client(workers) as client:
         client.run(sys.path.insert, 0, str(HERE))
         pos = 0
         sent: dict[Any, float] = {}
