@@ -168,13 +168,18 @@ class CpuSampler:
         return dict(out)
 
 
+def cpu_seconds() -> float:
+    """User plus system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_prefect(spec: Any) -> float:
     from emucamp.flows import run_campaign
 
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = cpu_seconds()
     run_campaign(spec)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu_seconds() - before
 
 
 @contextlib.contextmanager
@@ -198,11 +203,10 @@ def run_raw_dask(spec: Any, workers: int, stream: bool = True) -> float:
     from emucamp.executors import DaskExecutor
 
     with dask_client(workers) as client:
-        before = resource.getrusage(resource.RUSAGE_SELF)
+        before = cpu_seconds()
         with Campaign.open(spec) as campaign:
             campaign.run(DaskExecutor(client, campaign.runner, stream=stream))
-        after = resource.getrusage(resource.RUSAGE_SELF)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return cpu_seconds() - before
 
 
 def _bare_pack(xs: list[list[float]]) -> tuple[str, list[tuple[float, float]]]:
@@ -303,10 +307,9 @@ def main() -> None:
         for mode in args.modes:
             for per_task in args.per_task:
                 if mode == "bare":
-                    before = resource.getrusage(resource.RUSAGE_SELF)
+                    before = cpu_seconds()
                     sub, start, end, names = run_bare_dask(args.workers, args.n, per_task)
-                    after = resource.getrusage(resource.RUSAGE_SELF)
-                    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    cpu = cpu_seconds() - before
                     m = timeline_metrics(sub, start, end, names, args.workers, cpu, 0)
                     print(row(T, mode, per_task, m), flush=True)
                     continue

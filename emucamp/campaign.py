@@ -825,10 +825,18 @@ class Campaign:
                     # results are not written yet. Only with no fit coming and nothing running
                     # (every result failed) go on.
                     sizes = []
-                # A successor is fitting, or starts once the results in hand are written.
-                ok_soon = self._progress.ok + sum(r.ok for r in unrecorded)
-                refitting = fit_future is not None or _refit_due(ok_soon, fitted_on, first_fit)
-                if sizes and lag is not None and refitting and self.emulator is not None:
+                if (
+                    sizes
+                    and lag is not None
+                    and self.emulator is not None
+                    # a successor is fitting, or starts once the results in hand are written
+                    and (
+                        fit_future is not None
+                        or _refit_due(
+                            self._progress.ok + sum(r.ok for r in unrecorded), fitted_on, first_fit
+                        )
+                    )
+                ):
                     # [design] model_lag: simulations outrun the fits, and the runs count
                     # more than idle workers. Left alone, one model chose 22-42 of a 60-run
                     # campaign's picks; a pool screening's cost followed the loop's speed
@@ -849,7 +857,7 @@ class Campaign:
                 for group in groups:
                     total = sum(group)
                     ids = [planned.popleft() for _ in range(min(total, len(planned)))]
-                    inputs = {sid: self._inputs_of(sid) for sid in ids}
+                    inputs = dict(zip(ids, map(self._named, store.inputs(ids)), strict=True))
                     picked: tuple[np.ndarray, str] | None = None
                     if len(ids) < total:
                         X, origin = self._select(strategy, sobol, total - len(ids))
@@ -907,9 +915,7 @@ class Campaign:
                     fit_future = fitter.submit(self._fit, self._snapshot(), self.emulator, False)
                     fit_future.add_done_callback(lambda _f: events.put(("fit", None)))
                 if decision is None:
-                    decision = self.rules(self.state())
-                    if decision is not None:
-                        log.info("stopping: %s", decision.reason)
+                    decision = self._check_rules()
                 if decision is not None and decision.rule == "max_hours":
                     break
 
@@ -992,12 +998,10 @@ class Campaign:
                         save.add_done_callback(functools.partial(_stored, events, fitted))
                 for done in saved:
                     obs.on_step(done.step, self)
+                # A rule met now (by a new model, the clock) stops the refills above; the
+                # counts are checked again once these results are written.
                 if decision is None:
-                    # A rule met now (by a new model, the clock) stops the refills above;
-                    # the counts are checked again once these results are written.
-                    decision = self.rules(self.state())
-                    if decision is not None:
-                        log.info("stopping: %s", decision.reason)
+                    decision = self._check_rules()
                 if decision is not None and decision.rule == "max_hours":
                     break  # the results not written yet are written on the way out
             interrupted = False
@@ -1053,6 +1057,13 @@ class Campaign:
         )
         obs.on_stop(outcome, self)
         return outcome
+
+    def _check_rules(self) -> StopDecision | None:
+        """The stop rule that fires now, if one does (logged)."""
+        decision = self.rules(self.state())
+        if decision is not None:
+            log.info("stopping: %s", decision.reason)
+        return decision
 
     def _record(self, results: list[SimResult], obs: CampaignObserver) -> None:
         """Write records to the store in one go and count them."""
