@@ -55,6 +55,18 @@ def staggered(x1: float, x2: float) -> float:
     return smooth2d(x1, x2)
 
 
+def slow_corner_bump(x1: float, x2: float) -> float:
+    """:func:`smooth2d` plus a narrow bump at (1, 1) that takes 3 s to simulate near it.
+
+    The quick runs elsewhere can meet an uncertainty target before the corner's slow result
+    shows that the function is not as smooth as they said.
+    """
+    d2 = (1.0 - x1) ** 2 + (1.0 - x2) ** 2
+    if d2 < 0.15**2:
+        time.sleep(3.0)
+    return smooth2d(x1, x2) + 3.0 * math.exp(-d2 / 0.01)
+
+
 def fails_on_right(x1: float, x2: float) -> float:
     """:func:`smooth2d`, but the 'solver' diverges for ``x1 > 0.75``."""
     if x1 > 0.75:
