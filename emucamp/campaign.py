@@ -944,7 +944,7 @@ class Campaign:
                     confirming = False
                     if self.emulator is not checked_with:
                         checked_with = self.emulator
-                        decision = self.rules(self.state())
+                        decision = self._recheck(decision.rule)
                         if decision is None:
                             log.info(
                                 "the stop rule no longer holds on the model of all %d "
@@ -1098,6 +1098,14 @@ class Campaign:
         future = fitter.submit(self._fit, self._snapshot(), self.emulator, False)
         future.add_done_callback(lambda _f: events.put(("fit", None)))
         return future
+
+    def _recheck(self, name: str) -> StopDecision | None:
+        """Rule ``name`` if it still holds, else the first rule that does (the budget, say)."""
+        state = self.state()
+        for rule in self.rules.rules:
+            if rule.name == name and (decision := rule(state)) is not None:
+                return decision
+        return self.rules(state)
 
     def _check_rules(self) -> StopDecision | None:
         """The stop rule that fires now, if one does (logged)."""
