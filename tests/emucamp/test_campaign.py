@@ -209,17 +209,23 @@ def test_sobol_baseline_ignores_the_model(make_spec, tmp_path):
     assert set(ds["origin"].values[6:]) == {"sobol"}
 
 
-def test_campaign_on_a_multi_process_dask_cluster(make_spec, call_log, tmp_path):
+@pytest.fixture
+def two_worker_client():
+    """A client of a local cluster of two one-thread worker processes."""
     from distributed import Client, LocalCluster
 
-    spec = make_spec(design={"strategy": "integrated-variance"}, stop={"max_simulations": 14})
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                      host="127.0.0.1") as cluster,
         Client(cluster) as client,
-        Campaign.open(spec) as campaign,
     ):  # fmt: skip
-        outcome = campaign.run(DaskExecutor(client, campaign.runner))
+        yield client
+
+
+def test_campaign_on_a_multi_process_dask_cluster(make_spec, call_log, two_worker_client):
+    spec = make_spec(design={"strategy": "integrated-variance"}, stop={"max_simulations": 14})
+    with Campaign.open(spec) as campaign:
+        outcome = campaign.run(DaskExecutor(two_worker_client, campaign.runner))
     assert outcome.counts["ok"] == 14
     pids = {c["pid"] for c in calls(call_log)}
     assert len(pids) == 2  # both worker processes simulated
@@ -259,9 +265,10 @@ def test_a_pack_keeps_the_records_it_streamed_when_its_worker_dies(
     assert (tmp_path / "killed").exists()
 
 
-def test_a_pack_whose_records_all_came_streamed_is_not_fetched(make_spec, call_log, tmp_path):
+def test_a_pack_whose_records_all_came_streamed_is_not_fetched(
+    make_spec, call_log, tmp_path, two_worker_client
+):
     """Its result would add nothing, and fetching it is a round trip in the loop's thread."""
-    from distributed import Client, LocalCluster
 
     class FetchCounting(DaskExecutor):
         def __init__(self, client, runner):
@@ -288,13 +295,8 @@ def test_a_pack_whose_records_all_came_streamed_is_not_fetched(make_spec, call_l
 
     spec = make_spec(design={"initial": 8}, stop={"max_simulations": 24},
                      execution={"workers": 2, "per_task": 4})  # fmt: skip
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                     host="127.0.0.1") as cluster,
-        Client(cluster) as client,
-        Campaign.open(spec) as campaign,
-    ):  # fmt: skip
-        executor = FetchCounting(client, campaign.runner)
+    with Campaign.open(spec) as campaign:
+        executor = FetchCounting(two_worker_client, campaign.runner)
         outcome = campaign.run(executor)
     assert outcome.counts["ok"] == 24 and len(calls(call_log)) == 24
     ds = CampaignStore.open(tmp_path / "t.zarr").to_xarray().load()
