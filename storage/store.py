@@ -548,21 +548,18 @@ class CampaignStore:
         bad = idx[(idx < 0) | (idx >= self.n_samples)]
         if len(bad):
             raise StoreError(f"{self.path}: no sample {int(bad[0])} to record a result for")
+        Y = self.output_rows(results)
         columns: list[tuple[str, np.ndarray]] = []
+        col = 0
         for name in self.outputs:
             size = self.output_size(name)
-            values = np.full((len(results), size), math.nan)
-            for i, r in enumerate(results):
-                if r.ok and name in r.outputs:
-                    values[i] = np.asarray(r.outputs[name], dtype=float).reshape(size)
-            columns.append((name, values))
-        Y = np.hstack([values for _, values in columns]) if columns else np.empty((len(idx), 0))
-        columns = [
-            (name, values.reshape(len(idx), *self.output_shapes[name]))
-            if name in self.output_shapes
-            else (name, values[:, 0])
-            for name, values in columns
-        ]
+            values = Y[:, col : col + size]
+            col += size
+            columns.append(
+                (name, values.reshape(len(idx), *self.output_shapes[name]))
+                if name in self.output_shapes
+                else (name, values[:, 0])
+            )
         columns += [
             ("error", np.array([r.error for r in results], dtype=object)),
             ("worker", np.array([r.worker for r in results], dtype=object)),
@@ -587,6 +584,21 @@ class CampaignStore:
         self._Y[idx] = Y
         for r in results:
             self._status[r.sample_id] = r.status
+
+    def output_rows(self, results: Sequence[SimResult]) -> np.ndarray:
+        """The ``k x M`` output rows of ``results``, as :meth:`completed` lays them out.
+
+        A result that is not ``ok``, or lacks an output, holds NaN there. Nothing is written.
+        """
+        Y = np.full((len(results), self.n_columns), math.nan)
+        col = 0
+        for name in self.outputs:
+            size = self.output_size(name)
+            for i, r in enumerate(results):
+                if r.ok and name in r.outputs:
+                    Y[i, col : col + size] = np.asarray(r.outputs[name], dtype=float).reshape(size)
+            col += size
+        return Y
 
     def _extras_json(self, result: SimResult) -> str:
         extras = {k: v for k, v in result.outputs.items() if k not in self.outputs}

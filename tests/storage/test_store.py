@@ -343,3 +343,30 @@ def test_results_and_retrainings_written_from_two_threads_all_land(store, tmp_pa
     _, Y = reopened.completed()
     np.testing.assert_array_equal(Y[:, 0], np.arange(n))
     assert reopened.load_emulator_state().X.shape == (n // 2 + 1, 2)
+
+
+def test_output_rows_of_results_in_hand_match_what_completed_reads_once_written(tmp_path):
+    """A model may train on results before they are written: their rows, a field's values
+    flattened among the scalars, must be those the store gives back once written."""
+    store = CampaignStore.create(
+        tmp_path / "f.zarr", PARAMS, ["u", "field", "v"], output_shapes={"field": (2, 3)}
+    )
+    store.add_pending(np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]), 0, "initial")
+    results = [
+        SimResult(
+            sample_id=i,
+            inputs={"a": 0.0, "b": 0.0},
+            outputs={"u": 10.0 * i, "field": np.arange(6.0).reshape(2, 3) + i, "v": -i},
+            status="ok",
+        )
+        for i in (2, 0)
+    ]
+    failed = SimResult(sample_id=1, inputs={}, outputs={}, status="failed", error="boom")
+    rows = store.output_rows([*results, failed])
+    assert rows.shape == (3, store.n_columns) == (3, 8)
+    assert np.isnan(rows[2]).all()
+    store.record_many([*results, failed])
+    _, Y = store.completed()
+    np.testing.assert_array_equal(Y, rows[[1, 0]])  # completed() is in id order: 0, then 2
+    np.testing.assert_array_equal(Y[1], [20.0, 2, 3, 4, 5, 6, 7, -2.0])
+    store.close()
