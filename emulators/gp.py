@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 from botorch.exceptions.errors import ModelFittingError
-from botorch.fit import fit_gpytorch_mll
+from botorch.exceptions.warnings import OptimizationWarning
+from botorch.fit import DEFAULT_WARNING_HANDLER, fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
@@ -704,13 +705,28 @@ def _hyperparameters(model: SingleTaskGP) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("outcome_transform")}
 
 
+def _line_search_stop(w: warnings.WarningMessage) -> bool:
+    """Whether a fit's warning is BoTorch's to let pass, or L-BFGS-B's line-search stop.
+
+    L-BFGS-B ends "ABNORMAL" when its line search finds no decrease, often right at the
+    optimum where the likelihood's rounding noise outweighs its slope. It never accepts a
+    worse point, so its last iterate is a result. BoTorch's own rule counts it a failure
+    and rolls back to the start: an Ishigami fit on 256 Sobol points went from
+    lengthscales (0.39, 0.31, 0.45), NRMSE 0.035, back to (0.3, 0.3, 0.3), and the second
+    start's worse optimum (NRMSE 0.84) won. The starts' likelihoods decide between them.
+    """
+    if DEFAULT_WARNING_HANDLER(w):
+        return True
+    return issubclass(w.category, OptimizationWarning) and "ABNORMAL" in str(w.message)
+
+
 def _optimise(model: SingleTaskGP) -> bool:
     """Fit ``model``'s hyperparameters in place; whether the optimiser converged."""
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit_gpytorch_mll(mll)
+            fit_gpytorch_mll(mll, warning_handler=_line_search_stop)
     except ModelFittingError:
         return False
     return True

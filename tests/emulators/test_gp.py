@@ -319,3 +319,20 @@ def test_warm_up_runs_once_per_process_and_from_any_thread():
     # What it is for: torch's first broadcast (it imports sympy) is paid already.
     assert "sympy" in sys.modules
     assert torch.broadcast_shapes((2, 1), (1, 3)) == (2, 3)
+
+
+def test_a_line_search_stop_of_the_fit_keeps_its_result_and_other_failures_do_not():
+    """L-BFGS-B's "ABNORMAL" stop is a result (BoTorch's own rule would roll the fit back);
+    any other optimisation failure still makes BoTorch retry and roll back."""
+    import warnings
+
+    from botorch.exceptions.warnings import OptimizationWarning
+
+    from emucamp.emulators.gp import _line_search_stop
+
+    def message(text: str, category: type[Warning] = OptimizationWarning):
+        return warnings.WarningMessage(text, category, "fit.py", 1)
+
+    stop = "`scipy_minimize` terminated with status OptimizationStatus.FAILURE, ... ABNORMAL: "
+    assert _line_search_stop(message(stop))
+    assert not _line_search_stop(message("`scipy_minimize` terminated ... NaN in gradient"))
