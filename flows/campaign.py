@@ -49,6 +49,7 @@ from emucamp.observer import CampaignObserver, CampaignOutcome
 from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunner
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
+from emucamp.storage.lock import StoreLock
 from emucamp.tasks.dispatch import FlowContext, prepare_workers, submit_task_run
 from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
 
@@ -392,6 +393,7 @@ def campaign_flow(spec: str | dict[str, Any], base_dir: str | None = None) -> di
     from emucamp.campaign import Campaign
 
     campaign_spec = _resolve(spec, base_dir)
+    _hand_over(campaign_spec.store_path)
     with Campaign.open(campaign_spec) as campaign:
         observer = ArtifactObserver(campaign_spec)
         # The run's tags label its flow run only: for each tag of a task run, Prefect's task
@@ -413,6 +415,20 @@ def campaign_flow(spec: str | dict[str, Any], base_dir: str | None = None) -> di
         "steps": outcome.steps,
         "simulated": outcome.simulated,
     }
+
+
+# Store locks :func:`run_campaign` holds while the Prefect API and the cluster start, so
+# that a watcher (``emucamp status --watch``) sees a live writer throughout; the flow takes
+# each over as it opens its store. Startup took over 30 s on a slow 2-core machine, and a
+# watcher gives a store that long without a writer before it calls the campaign gone.
+_STARTING: dict[Path, StoreLock] = {}
+
+
+def _hand_over(store: Path) -> None:
+    """Release the start-up lock on ``store`` if this process holds one."""
+    lock = _STARTING.pop(Path(store).resolve(), None)
+    if lock is not None:
+        lock.release()
 
 
 def task_runner_for(spec: CampaignSpec, api_url: str | None = None) -> DaskTaskRunner:
@@ -576,17 +592,23 @@ def run_campaign(
                 f"strategy:{campaign_spec.design.strategy}")  # fmt: skip
     # The GP stack's first-call costs, paid while the API server and the cluster start.
     threading.Thread(target=warm_up, name="emucamp-warm-up").start()
-    with (
-        prefect_api() as api_url,
-        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
-        tags(*run_tags),
-    ):
-        runner = task_runner or task_runner_for(campaign_spec, api_url)
-        configured = campaign_flow.with_options(
-            task_runner=runner,  # type: ignore[arg-type]  # prefect-dask's future type is narrower
-            flow_run_name=campaign_spec.campaign.name,
-        )
-        result: dict[str, Any] = configured(spec=argument, base_dir=base_dir)
+    starting = StoreLock(campaign_spec.store_path)
+    starting.acquire()
+    _STARTING[Path(campaign_spec.store_path).resolve()] = starting
+    try:
+        with (
+            prefect_api() as api_url,
+            dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+            tags(*run_tags),
+        ):
+            runner = task_runner or task_runner_for(campaign_spec, api_url)
+            configured = campaign_flow.with_options(
+                task_runner=runner,  # type: ignore[arg-type]  # prefect-dask's future type is narrower
+                flow_run_name=campaign_spec.campaign.name,
+            )
+            result: dict[str, Any] = configured(spec=argument, base_dir=base_dir)
+    finally:
+        _hand_over(campaign_spec.store_path)  # a run that failed before its flow opened it
     return result
 
 

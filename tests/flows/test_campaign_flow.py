@@ -90,8 +90,22 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     # quarter of its n, as slow simulations would let it (else the runs to the target follow
     # the loop's speed).
     spec = spec_for(tmp_path, sims_dir, "flow-target", design={"model_lag": 0.25})
+    # While the API and the cluster start, the store has a live writer for a watcher to see.
+    import emucamp.flows.campaign as flow_module
+
+    writer_while_starting: list[bool] = []
+    runner_for = flow_module.task_runner_for
+
+    def watched_runner_for(*args: Any, **kwargs: Any) -> Any:
+        reader = CampaignStore.open(tmp_path / "flow-target.zarr", mode="r")
+        writer_while_starting.append(reader.writer_active)
+        reader.close()
+        return runner_for(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "task_runner_for", watched_runner_for)
     outcome = run_campaign(spec)
 
+    assert writer_while_starting == [True]
     assert outcome["rule"] == "target_std"
     store = CampaignStore.open(tmp_path / "flow-target.zarr")
     assert store.stop_rule == "target_std"
