@@ -50,7 +50,7 @@ from emucamp.simulator import PythonSimulator, SimJob, SimResult, SimulationRunn
 from emucamp.spec import CampaignSpec, load_spec, parse_spec
 from emucamp.storage import StepRecord
 from emucamp.storage.lock import StoreLock
-from emucamp.tasks.dispatch import FlowContext, prepare_workers, submit_task_run
+from emucamp.tasks.dispatch import FlowContext, local_cluster, prepare_workers, submit_task_run
 from emucamp.tasks.simulate import SimulationFailed, simulate, simulate_pack
 
 if TYPE_CHECKING:
@@ -451,13 +451,14 @@ def task_runner_for(spec: CampaignSpec, api_url: str | None = None) -> DaskTaskR
             adapt_kwargs=ex.cluster.adapt_kwargs(ex.workers),
         )
     return DaskTaskRunner(
+        cluster_class=local_cluster,
         cluster_kwargs={
             "n_workers": ex.workers,
             "threads_per_worker": ex.threads_per_worker,
             "processes": True,
             "dashboard_address": None,
             "host": "127.0.0.1",
-        }
+        },
     )
 
 

@@ -133,3 +133,67 @@ def test_prepared_workers_hand_their_first_task_run_a_ready_client(prefect_api: 
     assert len({pid for pid, _ in marks}) == 2 and all(ok for _, ok in marks)
     # Every task run found the client opened before it, and the setup already done.
     assert all(prepared and set_up == "yes" for _, prepared, set_up in runs), runs
+
+
+_FORKED_WORKERS = r"""
+import json, os, sys
+from emucamp.tasks.dispatch import local_cluster
+from distributed import Client
+
+def view():
+    import os, sys
+    from prefect.settings import get_current_settings
+    return {"ppid": os.getppid(), "simulate": "emucamp.tasks.simulate" in sys.modules,
+            "mark": os.environ.get("EMUCAMP_TEST_MARK"),
+            "other": os.environ.get("EMUCAMP_TEST_OTHER"),
+            "api": str(get_current_settings().api.url)}
+
+def views():
+    kwargs = {"n_workers": 2, "threads_per_worker": 1, "processes": True,
+              "dashboard_address": None, "host": "127.0.0.1"}
+    with local_cluster(**kwargs) as cluster, Client(cluster) as client:
+        return [client.submit(view, pure=False, workers=[w]).result()
+                for w in client.scheduler_info()["workers"]]
+
+if __name__ == "__main__":
+    first = views()
+    # The fork server started with the first cluster, with this environment; change it.
+    del os.environ["EMUCAMP_TEST_MARK"]
+    os.environ["EMUCAMP_TEST_OTHER"] = "set later"
+    os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    print(json.dumps({"pid": os.getpid(), "first": first, "second": views()}))
+"""
+
+
+def test_local_cluster_workers_fork_warm_and_see_the_environment_of_now(tmp_path) -> None:
+    """Workers come from one fork server that imported the task modules, and each cluster's
+    workers see the environment as it is when the cluster starts, not as the server saw it."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_WORKERS)
+    env = {
+        **os.environ,
+        "EMUCAMP_TEST_MARK": "at start",
+        "PREFECT_API_URL": "http://127.0.0.1:8/api",
+    }
+    env.pop("EMUCAMP_TEST_OTHER", None)
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    workers = out["first"] + out["second"]
+    assert len(workers) == 4
+    # Forked from the server (spawned workers are children of the cluster's process), which
+    # had imported the task modules before any task ran.
+    assert all(w["ppid"] != out["pid"] for w in workers), workers
+    assert len({w["ppid"] for w in workers}) == 1
+    assert all(w["simulate"] for w in workers)
+    assert [(w["mark"], w["other"], w["api"]) for w in out["first"]] == [
+        ("at start", None, "http://127.0.0.1:8/api")
+    ] * 2
+    assert [(w["mark"], w["other"], w["api"]) for w in out["second"]] == [
+        (None, "set later", "http://127.0.0.1:9/api")
+    ] * 2
