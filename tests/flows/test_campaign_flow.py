@@ -138,7 +138,10 @@ def test_flow_runs_a_campaign_to_its_uncertainty_target(
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert table.type == "table" and len(rows) == store.n_steps  # one row per retraining
     assert [r["n"] for r in rows] == [s.n for s in store.steps()]
-    assert rows[-1]["y max rel. std"] <= 0.05 and rows[-1]["target std"] == 0.05
+    # What the default target_std rule bounds: the RMS relative std and the LOO NRMSE (the
+    # max is shown but not bounded; one CI-like run stopped with it at 0.066).
+    assert rows[-1]["y RMS rel. std"] <= 0.05 and rows[-1]["y LOO NRMSE"] <= 0.05
+    assert rows[-1]["target std"] == 0.05 and "y max rel. std" in rows[-1]
 
     # Resuming the stopped campaign adds versions under the same keys, not new artifacts.
     from prefect.client.orchestration import get_client
