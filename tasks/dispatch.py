@@ -59,6 +59,7 @@ _PRELOAD = [
     "prefect_dask",
     "emucamp.tasks.dispatch",
     "emucamp.tasks.simulate",
+    "emucamp.tasks.forkserver",  # last: freezes what the others imported
 ]
 # Keys of the fork server's environment that this process has unset since it started.
 _UNSET = "EMUCAMP_WORKER_UNSET"

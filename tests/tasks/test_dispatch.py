@@ -141,9 +141,10 @@ from emucamp.tasks.dispatch import local_cluster
 from distributed import Client
 
 def view():
-    import os, sys
+    import gc, os, sys
     from prefect.settings import get_current_settings
     return {"ppid": os.getppid(), "simulate": "emucamp.tasks.simulate" in sys.modules,
+            "frozen": gc.get_freeze_count(),
             "mark": os.environ.get("EMUCAMP_TEST_MARK"),
             "other": os.environ.get("EMUCAMP_TEST_OTHER"),
             "api": str(get_current_settings().api.url)}
@@ -191,6 +192,8 @@ def test_local_cluster_workers_fork_warm_and_see_the_environment_of_now(tmp_path
     assert all(w["ppid"] != out["pid"] for w in workers), workers
     assert len({w["ppid"] for w in workers}) == 1
     assert all(w["simulate"] for w in workers)
+    # What the server imported is out of the garbage collector's reach (no copy-on-write).
+    assert all(w["frozen"] > 10_000 for w in workers), workers
     assert [(w["mark"], w["other"], w["api"]) for w in out["first"]] == [
         ("at start", None, "http://127.0.0.1:8/api")
     ] * 2
