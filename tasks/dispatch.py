@@ -71,11 +71,13 @@ def local_cluster(**kwargs: Any) -> Any:
     """A ``distributed.LocalCluster`` whose worker processes fork from a warm fork server.
 
     Spawned workers each import Prefect and emucamp's task modules; eight of them on two
-    cores were ready 12-17 s after the cluster started, four to six when forked from one
-    process that imported them once (``benchmarks/README.md``, "Worker start-up"). Python
-    keeps one fork server per process, started with the environment of that moment, so
-    each worker gets this process's environment as it is now (what changed is set, what
-    was unset since is unset, in :func:`dask_setup`) and reloads Prefect's settings from it.
+    cores were ready for a task run 8.7 s after the cluster started, 2.2 s when forked from
+    one process that imported them once (``benchmarks/README.md``, "Worker start-up").
+    Python keeps one fork server per process, started with the environment of that moment
+    (the first call here starts it; one started earlier by other code would lack the
+    preload), so each worker gets this process's environment as it is now (what changed is
+    set, what was unset since is unset, in :func:`dask_setup`) and reloads Prefect's
+    settings from it.
 
     Args:
         **kwargs: ``LocalCluster``'s arguments (``n_workers``, ``threads_per_worker``, ...).
