@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 # What the fork server imports once, for every worker forked from it: Prefect and the
-# modules a simulation task run needs (2.6 s of CPU a worker when each imports them).
+# modules a simulation task run needs (~2 s of CPU a worker when each imports them).
 _PRELOAD = [
     "distributed",
     "prefect",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -169,10 +172,6 @@ if __name__ == "__main__":
 def test_local_cluster_workers_fork_warm_and_see_the_environment_of_now(tmp_path) -> None:
     """Workers come from one fork server that imported the task modules, and each cluster's
     workers see the environment as it is when the cluster starts, not as the server saw it."""
-    import json
-    import subprocess
-    import sys
-
     script = tmp_path / "forked.py"
     script.write_text(_FORKED_WORKERS)
     env = {
