@@ -300,6 +300,9 @@ class _PackSizer:
         self.overhead, self.limit = overhead, limit
         self.queue = False
         self.measured = False
+        # The executor streams each record as it ends: a pack's first result need not
+        # wait for the pack.
+        self.streamed = False
         self._gap = 0.0
         self._sim = 0.0
 
@@ -322,11 +325,17 @@ class _PackSizer:
         left, so packs shrink towards the end and the workers finish together, but none is
         shorter than the measured wait before a pack (below that, splitting costs more
         than the imbalance it saves). With ``"auto"`` and nothing measured yet, only the
-        ``planned`` inputs go out, one simulation per pack: the first results, and with them
-        the first model, come in as soon as they can (a pack's results arrive together).
+        ``planned`` inputs go out: one simulation per pack, so that the first results, and
+        with them the first model, come in as soon as they can, since a pack's results
+        arrive together; where records are :attr:`streamed` one by one, a pack a worker
+        instead, each worker running its share without a task boundary between.
         """
         if self.auto and not self.measured:
-            return [1] * min(room, planned, free)
+            if not self.streamed:
+                return [1] * min(room, planned, free)
+            total = min(room, planned)
+            n = min(free, workers, total)
+            return [total // n + (i < total % n) for i in range(n)] if n else []
         # A pack shorter than the wait before it is mostly overhead: never split below that.
         floor = math.ceil(self._gap / self._sim) if self._sim > 0 else 1
         # Each worker holds up to this many packs (running and queued): the equal share is
@@ -813,6 +822,7 @@ class Campaign:
         budget = spec.stop.max_simulations
         lag = spec.design.model_lag
         packer = _PackSizer(spec.execution.per_task)
+        packer.streamed = stop_stream is not None
         # The first model drives the first picks: fitted on fewer results than dimensions,
         # its lengthscales say little (8-D Borehole: fitted on 3 of the 18 design runs, it
         # chose the next 40 while cheap runs outpaced the refits). Once a model exists, the

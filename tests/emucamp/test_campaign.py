@@ -333,6 +333,15 @@ def worker_gaps(store: Path, after: float = -np.inf) -> list[float]:
     return gaps
 
 
+def test_auto_sends_the_design_a_pack_a_worker_when_records_stream(make_spec, tmp_path):
+    spec = make_spec(design={"initial": 8}, stop={"max_simulations": 12},
+                     execution={"workers": 2, "per_task": "auto"})  # fmt: skip
+    with Campaign.open(spec) as campaign, CountingExecutor(campaign.runner, 2) as ex:
+        assert campaign.run(ex).counts["ok"] == 12
+    assert ex.packs[:2] == [[0, 1, 2, 3], [4, 5, 6, 7]], ex.packs
+    assert sorted(i for p in ex.packs for i in p) == list(range(12))
+
+
 def test_packs_run_several_simulations_per_task_and_record_each(make_spec, call_log, tmp_path):
     spec = make_spec(execution={"workers": 2, "per_task": 3}, stop={"max_simulations": 20})
     with Campaign.open(spec) as campaign, CountingExecutor(campaign.runner, 2) as ex:
@@ -360,6 +369,14 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
     assert sizer.sizes(room=100, free=16, workers=4, planned=10) == [1] * 10
     assert sizer.sizes(room=100, free=8, workers=4, planned=10) == [1] * 8
     assert sizer.slots(workers=4, planned=10) == 8 and sizer.slots(workers=4) == 4
+    # Records streamed one by one: a pack's first result does not wait for the pack, so
+    # the design goes out a pack a worker (one task start each, no boundary between runs).
+    streamed = _PackSizer("auto")
+    streamed.streamed = True
+    assert streamed.sizes(room=100, free=8, workers=4, planned=10) == [3, 3, 2, 2]
+    assert streamed.sizes(room=100, free=8, workers=4, planned=3) == [1, 1, 1]
+    assert streamed.sizes(room=5, free=2, workers=4, planned=10) == [3, 2]
+    assert streamed.sizes(room=100, free=8, workers=4, planned=0) == []
     sizer.observed([result(0.5)], gap=0.1)  # the worker waited 0.1 s before this pack
     assert sizer.size == 10  # 0.1 s <= 2 % of 10 x 0.5 s
     for _ in range(30):  # times are smoothed: a lasting change moves the size
