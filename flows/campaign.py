@@ -487,6 +487,20 @@ def _reaper(server_pid: int) -> subprocess.Popen[bytes]:
 
 
 _SERVER_START_TIMEOUT = 120  # s: the least the temporary server gets to start
+_SERVER_NICENESS = 10
+
+
+def _lower_priority(pid: int) -> None:
+    """Run the temporary server below the flow and its workers on a busy machine.
+
+    Its work (storing the run's events and states) can wait a little; the flow's refills
+    and the workers' task runs cannot. On 8 workers of a 2-core machine (T = 0.2 s), six
+    alternating pairs read 87.9 % utilisation against 85.1 %, and 0.61 s of gaps a worker
+    against 0.77 s (``benchmarks/README.md``); niceness 19 was worse than 10. Best effort:
+    a platform without ``setpriority`` keeps the default.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + _SERVER_NICENESS)
 
 
 def _temporary_server_settings() -> dict[Any, Any]:
@@ -539,6 +553,7 @@ def prefect_api() -> Iterator[str]:
         url = server.api_url
         if server.server_process is not None:
             reaper = _reaper(server.server_process.pid)
+            _lower_priority(server.server_process.pid)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     try:

@@ -3,6 +3,7 @@ server started by the CLI itself, a Dask LocalCluster, a Zarr store on disk."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from emucamp.storage import CampaignStore
@@ -69,6 +71,16 @@ def test_run_status_predict_from_the_command_line(tmp_path, sims_dir):
             time.sleep(0.1)
         # A second process follows the campaign from the store alone while it runs.
         assert CampaignStore.open(store).stop_reason == ""
+        # The run's own server does its bookkeeping below the flow and its workers, once it
+        # has started.
+        cli, niceness = psutil.Process(proc.pid), []
+        wanted = [cli.nice() + 10]
+        while niceness != wanted and proc.poll() is None and time.monotonic() < deadline + 60:
+            with contextlib.suppress(psutil.Error):  # a child that ends while being read
+                niceness = [p.nice() for p in cli.children(recursive=True)
+                            if "uvicorn" in " ".join(p.cmdline())]  # fmt: skip
+            time.sleep(0.1)
+        assert niceness == wanted
         watch = emucamp("status", str(store), "--watch", env=env, cwd=tmp_path)
         stdout, stderr = proc.communicate(timeout=300)
     finally:
