@@ -463,27 +463,84 @@ def task_runner_for(spec: CampaignSpec, api_url: str | None = None) -> DaskTaskR
 
 
 _REAPER = """
-import os, signal, sys, time
-parent, server = int(sys.argv[1]), int(sys.argv[2])
+import os, select, signal, sys, time
+parent, servers = int(sys.argv[1]), set()
 while os.getppid() == parent:
-    time.sleep(0.5)
-try:
-    os.kill(server, signal.SIGTERM)
-except ProcessLookupError:
-    pass
+    ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+    line = sys.stdin.readline() if ready else None
+    if line == "":  # the pipe closed: the parent is gone, or let go of it
+        break
+    if line:
+        servers.add(int(line))
+while os.getppid() == parent:
+    select.select([], [], [], 0.5)
+def signal_all(sig):
+    for server in list(servers):
+        try:
+            os.kill(server, sig)
+        except ProcessLookupError:
+            servers.discard(server)
+# A server still starting takes its SIGTERM only once it has started: SIGKILL after 10 s.
+signal_all(signal.SIGTERM)
+end = time.monotonic() + 10.0
+while servers and time.monotonic() < end:
+    time.sleep(0.2)
+    signal_all(0)
+signal_all(signal.SIGKILL)
 """
 
 
-def _reaper(server_pid: int) -> subprocess.Popen[bytes]:
+class _Reaper:
     """A watcher that stops the temporary server if this process dies without cleaning up.
 
     Dask's worker processes die with their parent; the Prefect server subprocess would not
     (seen after a SIGKILL of ``emucamp run``), so a tiny child watches for its parent to go.
+    It starts before the server and learns the server's pid as soon as the process exists:
+    a run killed while its server was still starting (a fresh Prefect home takes 14-21 s)
+    left the server running, when the watcher only started once the server answered.
+
+    Args:
+        server: The server being started; its ``server_process`` is watched for.
     """
-    return subprocess.Popen(
-        [sys.executable, "-c", _REAPER, str(os.getpid()), str(server_pid)],
-        stdin=subprocess.DEVNULL,
-    )
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.PIPE
+        )
+        self._told: set[int] = set()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="emucamp-reaper", daemon=True)
+        self._thread.start()
+
+    def _tell(self) -> None:
+        process = self.server.server_process
+        if process is None or process.pid in self._told:
+            return
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):  # a watcher gone already has nothing to learn
+            self.process.stdin.write(f"{process.pid}\n".encode())
+            self.process.stdin.flush()
+        self._told.add(process.pid)
+
+    def _watch(self) -> None:
+        # Prefect starts the server inside ``start()``, and again on another port if its
+        # first one was taken: each process is passed on as it appears.
+        while not self._done.wait(0.05):
+            self._tell()
+
+    def started(self) -> None:
+        """The server answered: pass on its final process and stop watching for others."""
+        self._done.set()
+        self._thread.join()
+        self._tell()
+
+    def stop(self) -> None:
+        """This process stops the server itself: the watcher is not needed any more."""
+        self._done.set()
+        self._thread.join()
+        self.process.kill()
+        self.process.wait()
 
 
 _SERVER_START_TIMEOUT = 120  # s: the least the temporary server gets to start
@@ -529,7 +586,7 @@ def prefect_api() -> Iterator[str]:
     """
     url = get_current_settings().api.url
     server = None
-    reaper: subprocess.Popen[bytes] | None = None
+    reaper: _Reaper | None = None
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
@@ -539,11 +596,15 @@ def prefect_api() -> Iterator[str]:
         # busy one (seen in CI). The setting still raises the wait above this floor.
         timeout = max(get_current_settings().server.ephemeral.startup_timeout_seconds,
                       _SERVER_START_TIMEOUT)  # fmt: skip
+        reaper = _Reaper(server)
         try:
             with temporary_settings(_temporary_server_settings()):
                 server.start(timeout=timeout)
-        except RuntimeError as exc:
+        except BaseException as exc:  # nothing of a failed start is left running
             server.stop()
+            reaper.stop()
+            if not isinstance(exc, RuntimeError):
+                raise
             raise EmucampError(
                 f"the temporary Prefect server did not answer within {timeout} s "
                 f"({str(exc).splitlines()[0]}); "
@@ -551,8 +612,8 @@ def prefect_api() -> Iterator[str]:
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
             ) from None
         url = server.api_url
+        reaper.started()
         if server.server_process is not None:
-            reaper = _reaper(server.server_process.pid)
             _lower_priority(server.server_process.pid)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
@@ -564,9 +625,6 @@ def prefect_api() -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
-        if reaper is not None:
-            reaper.kill()
-            reaper.wait()
         if server is not None:
             # Send buffered run logs while the server is still there to take them.
             from prefect.logging.handlers import APILogHandler
@@ -574,6 +632,8 @@ def prefect_api() -> Iterator[str]:
             with contextlib.suppress(Exception):
                 APILogHandler().flush()
             server.stop()
+        if reaper is not None:  # after the server: a kill in between still stops it
+            reaper.stop()
 
 
 def run_campaign(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
 from emucamp.emulators.gp import load_emulator
@@ -447,3 +450,50 @@ def test_a_temporary_server_that_does_not_answer_in_time_is_stopped_and_named(tm
     assert "error: the temporary Prefect server did not answer within 1 s" in done.stdout
     assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in done.stdout
     assert "children: []" in done.stdout  # the server process is stopped, not left behind
+
+
+_STARTING_SERVER = """
+import pathlib, sys
+from emucamp.flows import campaign
+with campaign.prefect_api():
+    pathlib.Path(sys.argv[1]).touch()
+"""
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie (an orphan's exit waits for its new parent to reap it)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_run_killed_while_its_temporary_server_starts_leaves_no_server(tmp_path):
+    # A fresh Prefect home migrates its database for 14-21 s here: the kill lands during it.
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path)
+    started = tmp_path / "started"
+    run = subprocess.Popen([sys.executable, "-c", _STARTING_SERVER, str(started)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    servers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not servers and run.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(psutil.Error):
+                servers = [p for p in psutil.Process(run.pid).children(recursive=True)
+                           if "uvicorn" in " ".join(p.cmdline())]  # fmt: skip
+            time.sleep(0.1)
+        assert servers, "no temporary server started"
+        time.sleep(1.0)  # the watcher learns the server's pid within 0.05 s
+        run.kill()
+        assert run.wait(timeout=30) == -signal.SIGKILL
+        assert not started.exists()  # killed before the server answered
+        deadline = time.monotonic() + 45  # SIGTERM, then SIGKILL 10 s later
+        while time.monotonic() < deadline and any(map(_running, servers)):
+            time.sleep(0.2)
+        assert not any(map(_running, servers)), [p.pid for p in servers]
+    finally:
+        run.kill()
+        for server in servers:  # only if the assertion above failed
+            with contextlib.suppress(psutil.Error):
+                server.kill()
