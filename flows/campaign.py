@@ -468,7 +468,7 @@ parent, servers = int(sys.argv[1]), set()
 while os.getppid() == parent:
     ready, _, _ = select.select([sys.stdin], [], [], 0.5)
     line = sys.stdin.readline() if ready else None
-    if line == "":  # the pipe closed: the parent is gone, or let go of it
+    if line == "":  # the pipe closed: the parent is gone
         break
     if line:
         servers.add(int(line))
