@@ -294,7 +294,9 @@ class _PackSizer:
     no queue, so every selection sees the newest model.
     """
 
-    def __init__(self, per_task: int | str, overhead: float = 0.02, limit: int = 256) -> None:
+    def __init__(
+        self, per_task: int | str, overhead: float = 0.02, limit: int = 256, streamed: bool = False
+    ) -> None:
         self.auto = per_task == "auto"
         self.size = 1 if self.auto else int(per_task)
         self.overhead, self.limit = overhead, limit
@@ -302,7 +304,7 @@ class _PackSizer:
         self.measured = False
         # The executor streams each record as it ends: a pack's first result need not
         # wait for the pack.
-        self.streamed = False
+        self.streamed = streamed
         self._gap = 0.0
         self._sim = 0.0
 
@@ -821,8 +823,7 @@ class Campaign:
         workers = spec.execution.workers
         budget = spec.stop.max_simulations
         lag = spec.design.model_lag
-        packer = _PackSizer(spec.execution.per_task)
-        packer.streamed = stop_stream is not None
+        packer = _PackSizer(spec.execution.per_task, streamed=stop_stream is not None)
         # The first model drives the first picks: fitted on fewer results than dimensions,
         # its lengthscales say little (8-D Borehole: fitted on 3 of the 18 design runs, it
         # chose the next 40 while cheap runs outpaced the refits). Once a model exists, the

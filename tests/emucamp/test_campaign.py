@@ -371,8 +371,7 @@ def test_auto_pack_size_follows_simulation_and_refill_times():
     assert sizer.slots(workers=4, planned=10) == 8 and sizer.slots(workers=4) == 4
     # Records streamed one by one: a pack's first result does not wait for the pack, so
     # the design goes out a pack a worker (one task start each, no boundary between runs).
-    streamed = _PackSizer("auto")
-    streamed.streamed = True
+    streamed = _PackSizer("auto", streamed=True)
     assert streamed.sizes(room=100, free=8, workers=4, planned=10) == [3, 3, 2, 2]
     assert streamed.sizes(room=100, free=8, workers=4, planned=3) == [1, 1, 1]
     assert streamed.sizes(room=5, free=2, workers=4, planned=10) == [3, 2]
