@@ -485,7 +485,11 @@ class CampaignStore:
 
     @_writes_samples
     def add_pending(
-        self, X: np.ndarray, iteration: int, origin: str, submitted_at: float | None = None
+        self,
+        X: np.ndarray,
+        iteration: int,
+        origin: str,
+        submitted_at: float | np.ndarray | None = None,
     ) -> list[int]:
         """Record ``n x d`` inputs as ``pending``; return their ids (the next ``n`` numbers).
 
@@ -494,13 +498,15 @@ class CampaignStore:
             iteration: The retraining whose model chose them.
             origin: What chose them (``initial``, a strategy's name).
             submitted_at: When they were submitted (Unix seconds), if that was before this
-                write; now by default.
+                write: one time for all, or ``n`` times; now by default.
         """
         X = np.atleast_2d(np.asarray(X, dtype=float))
         k, n0 = X.shape[0], self.n_samples
         if X.shape[1] != len(self.parameters):
             raise ValueError(f"expected {len(self.parameters)} columns, got {X.shape[1]}")
-        now = time.time() if submitted_at is None else submitted_at
+        now = np.broadcast_to(
+            np.asarray(time.time() if submitted_at is None else submitted_at, dtype=float), (k,)
+        )
         columns: dict[str, np.ndarray] = {"sample": np.arange(n0, n0 + k, dtype=np.int64)}
         for j, name in enumerate(self.parameters):
             columns[name] = X[:, j]
@@ -514,7 +520,7 @@ class CampaignStore:
             extra=np.array([""] * k, dtype=object),
             iteration=np.full(k, iteration, dtype=np.int32),
             attempt=np.zeros(k, dtype=np.int32),
-            submitted_at=np.full(k, now),
+            submitted_at=np.array(now),
             started_at=np.full(k, math.nan),
             finished_at=np.full(k, math.nan),
         )

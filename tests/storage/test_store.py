@@ -96,6 +96,16 @@ def test_rows_written_after_their_submission_keep_its_time(store, tmp_path):
     assert abs(stamps[0] - time.time()) < 60  # no time given: the write's
 
 
+def test_rows_written_together_keep_each_their_own_submission_time(store, tmp_path):
+    """A round of packs is written in one go after the last is out: each row keeps the
+    time its own pack went."""
+    times = np.array([1_700_000_000.5, 1_700_000_000.5, 1_700_000_001.75])
+    ids = store.add_pending(np.array([[0.1, 1.0], [0.2, 2.0], [0.3, 3.0]]), 1, "sobol", times)
+    assert ids == [0, 1, 2]
+    stamps = CampaignStore.open(tmp_path / "c.zarr").timestamps()["submitted_at"]
+    np.testing.assert_array_equal(stamps, times)
+
+
 def test_steps_and_coordinates_are_readable_with_xarray(store, tmp_path):
     store.add_step(step(5))
     store.add_step(step(9))
