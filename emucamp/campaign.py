@@ -144,10 +144,11 @@ def _freeze_gc() -> bool:
     """Keep the objects alive now out of the cyclic collector's scans; ``False`` if not done.
 
     The flow process holds Prefect, Dask, torch and their objects: a full collection took
-    0.26-0.32 s there, with the Dask scheduler in the same process, and once landed on the
-    first submit (every worker's first simulation started 0.25 s late) and once on the first
-    model's selection. Frozen, a collection scans only what the run itself made. The caller
-    unfreezes after the run. A freeze already in place (a pre-fork server's) is left alone.
+    0.26-0.32 s there, stalling the Dask scheduler in the same process. In two of three
+    traced runs one landed on the first submit (every worker's first simulation started
+    0.25 s late), in the third on the first model's selection. Frozen, a collection scans
+    only what the run itself made. The caller unfreezes after the run. A freeze already in
+    place (a pre-fork server's) is left alone.
     """
     if gc.get_freeze_count():
         return False
